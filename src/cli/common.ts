@@ -1,0 +1,58 @@
+// What the three front-ends share: usage errors on one line with exit 2, and
+// checks of the values operators type.
+
+import fs from 'node:fs';
+import { parseDuration } from '../util/duration.js';
+
+export const EXIT_OK = 0;
+export const EXIT_FAILED = 1;
+export const EXIT_USAGE = 2;
+
+export class UsageError extends Error {}
+
+export function usageExit(prog: string, message: string): never {
+  process.stderr.write(`${prog}: ${message}\nTry '${prog} --help' for more information.\n`);
+  process.exit(EXIT_USAGE);
+}
+
+export function number(flag: string, v: unknown, opts: { min?: number; integer?: boolean } = {}): number {
+  const n = typeof v === 'number' ? v : Number(String(v).trim());
+  if (String(v).trim() === '' || !Number.isFinite(n)) throw new UsageError(`${flag}: '${String(v)}' is not a number`);
+  if (opts.integer && !Number.isInteger(n)) throw new UsageError(`${flag}: '${String(v)}' is not a whole number`);
+  if (opts.min !== undefined && n < opts.min) throw new UsageError(`${flag}: ${n} is below the minimum ${opts.min}`);
+  return n;
+}
+
+export function duration(flag: string, v: unknown): number {
+  try {
+    return parseDuration(String(v));
+  } catch (err) {
+    throw new UsageError(`${flag}: ${(err as Error).message}`);
+  }
+}
+
+/** A directory that must exist and be writable (the spool). */
+export function existingDir(what: string, p: string): void {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(p);
+  } catch {
+    throw new UsageError(`${what} '${p}' does not exist (create it with: mkdir -p '${p}')`);
+  }
+  if (!st.isDirectory()) throw new UsageError(`${what} '${p}' is not a directory`);
+  try {
+    fs.accessSync(p, fs.constants.W_OK | fs.constants.X_OK);
+  } catch {
+    throw new UsageError(`${what} '${p}' is not writable by this user`);
+  }
+}
+
+/** A directory pmjq writes into (archive, errors): created when missing, must be writable. */
+export function writableDir(what: string, p: string): void {
+  try {
+    fs.mkdirSync(p, { recursive: true });
+  } catch (err) {
+    throw new UsageError(`${what} '${p}' cannot be created (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  existingDir(what, p);
+}

@@ -1,0 +1,101 @@
+#!/usr/bin/env node
+// pmjq(1): argument parsing only; the daemon is src/daemon.ts.
+
+import os from 'node:os';
+import path from 'node:path';
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { Daemon } from '../daemon.js';
+import type { DaemonOptions } from '../options.js';
+import { normaliseCpu } from '../schedule/barrier.js';
+import { Logger } from '../util/log.js';
+import { VERSION } from '../version.js';
+import { EXIT_FAILED, UsageError, duration, existingDir, number, usageExit, writableDir } from './common.js';
+
+const PROG = 'pmjq';
+
+const parser = yargs(hideBin(process.argv))
+  .scriptName(PROG)
+  .usage('Usage: pmjq [options] SPOOL\n\nWatch the directory SPOOL and run the executable files dropped into it,\none process each, under a load barrier; archive each when it ends.\nSee pmjq(1) and pmjq(5).')
+  .command('$0 <spool>', false)
+  .positional('spool', { type: 'string', describe: 'the spool directory' })
+  .option('archive', { alias: 'o', type: 'string', describe: 'archive finished jobs here (DIR/TIMESTAMP-NAME, .log, .json)', requiresArg: true })
+  .option('errors', { alias: 'e', type: 'string', describe: 'failed jobs go here instead (default: the archive)', requiresArg: true })
+  .option('load', { alias: 'C', type: 'string', describe: 'start no job while the 1-minute load average is at or above LIMIT', requiresArg: true })
+  .option('cpu', { alias: 'c', type: 'string', describe: 'start no job while CPU use is at or above LIMIT (0–1, or percent)', requiresArg: true })
+  .option('jobs', { alias: 'j', type: 'string', describe: `run at most N jobs at once (default: CPUs, ${os.availableParallelism()}; 0 = no limit)`, requiresArg: true })
+  .option('timeout', { type: 'string', describe: 'stop a job after DURATION (SIGTERM, then SIGKILL)', requiresArg: true })
+  .option('once', { type: 'boolean', describe: 'run what is queued, then exit (0 if every job succeeded, 1 otherwise)' })
+  .option('poll', { type: 'string', default: '1s', describe: 'rescan the spool every DURATION', requiresArg: true })
+  .option('watch', { choices: ['auto', 'inotify', 'poll'], default: 'auto', describe: 'how new jobs are noticed (auto: poll on NFS/SMB/FUSE)' })
+  .option('settle', { type: 'string', describe: 'take a file only once unchanged for DURATION (default: 0 locally, 2s on shared filesystems)', requiresArg: true })
+  .option('grace', { type: 'string', default: '10s', describe: 'on SIGTERM, let running jobs finish for DURATION before stopping them', requiresArg: true })
+  .option('kill-grace', { type: 'string', default: '5s', describe: 'after SIGTERM, SIGKILL a job that is still running after DURATION', requiresArg: true })
+  .option('allow-root', { type: 'boolean', describe: 'as root, run root-owned jobs (otherwise they are rejected)' })
+  .option('keep', { type: 'string', default: '1000', describe: 'without -o: keep logs and records of the last N jobs in SPOOL/.pmjq/done', requiresArg: true })
+  .option('keep-age', { type: 'string', default: '7d', describe: 'without -o: and none older than DURATION', requiresArg: true })
+  .option('log-format', { choices: ['text', 'json'], default: 'text', describe: 'daemon log lines on stderr' })
+  .option('verbose', { alias: 'v', type: 'count', describe: 'log more (debug)' })
+  .option('quiet', { alias: 'q', type: 'count', describe: 'log less (-q: warnings, -qq: errors)' })
+  .version(VERSION)
+  .alias('version', 'V')
+  .help()
+  .alias('help', 'h')
+  .strict()
+  .wrap(Math.min(100, process.stdout.columns || 80))
+  .epilog('DURATION: 30, 30s, 250ms, 5m, 1h30m. Exit status: 0 ok, 1 a job failed (--once), 2 usage error.')
+  .fail((msg, err) => usageExit(PROG, msg || err?.message || 'invalid arguments'));
+
+function options(a: Awaited<ReturnType<typeof parser.parse>>): DaemonOptions {
+  const spool = path.resolve(String(a.spool));
+  existingDir('spool', spool);
+  const archive = a.archive !== undefined ? path.resolve(a.archive) : undefined;
+  const errors = a.errors !== undefined ? path.resolve(a.errors) : undefined;
+  if (archive !== undefined) writableDir('archive directory', archive);
+  if (errors !== undefined) writableDir('errors directory', errors);
+  for (const d of [archive, errors]) {
+    if (d !== undefined && (d === spool || d.startsWith(spool + path.sep) && !d.startsWith(path.join(spool, '.')))) {
+      throw new UsageError(`'${d}' is inside the spool, where it would be taken for a group; put it outside, or under a name starting with '.'`);
+    }
+  }
+  const cpu = a.cpu !== undefined ? normaliseCpu(number('-c/--cpu', a.cpu, { min: 0 })) : undefined;
+  return {
+    spool,
+    archive,
+    errors,
+    load: a.load !== undefined ? number('-C/--load', a.load, { min: 0 }) : undefined,
+    cpu,
+    jobs: a.jobs !== undefined ? number('-j/--jobs', a.jobs, { min: 0, integer: true }) : os.availableParallelism(),
+    pollMs: Math.max(10, duration('--poll', a.poll)),
+    watch: a.watch as DaemonOptions['watch'],
+    settleMs: a.settle !== undefined ? duration('--settle', a.settle) : undefined,
+    timeoutMs: a.timeout !== undefined ? duration('--timeout', a.timeout) || undefined : undefined,
+    graceMs: duration('--grace', a.grace),
+    killGraceMs: duration('--kill-grace', a['kill-grace']),
+    once: Boolean(a.once),
+    allowRoot: Boolean(a['allow-root']),
+    keep: number('--keep', a.keep, { min: 0, integer: true }),
+    keepAgeMs: duration('--keep-age', a['keep-age']),
+    logFormat: a['log-format'] as 'text' | 'json',
+    verbosity: (a.verbose ?? 0) - (a.quiet ?? 0),
+  };
+}
+
+async function main(): Promise<void> {
+  const a = await parser.parse();
+  let opts: DaemonOptions;
+  try {
+    opts = options(a);
+  } catch (err) {
+    if (err instanceof UsageError) usageExit(PROG, err.message);
+    throw err;
+  }
+  const log = new Logger({ format: opts.logFormat, verbosity: opts.verbosity });
+  const code = await new Daemon(opts, log).run();
+  process.exit(code);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`${PROG}: ${(err as Error).message}\n`);
+  process.exit(EXIT_FAILED);
+});

@@ -1,0 +1,62 @@
+// This node's heartbeat file in .pmjq/nodes (DESIGN §7.1): who runs here and
+// what it is doing, rewritten every few seconds by temp-then-rename.
+
+import fs from 'node:fs';
+import os from 'node:os';
+import { hostName, type Layout } from '../spool/layout.js';
+import { writeFileAtomic } from '../util/fsx.js';
+
+export interface NodeState {
+  node: string;
+  host: string;
+  pid: number;
+  version: string;
+  started: string;
+  updated: string;
+  groups: string[] | null;
+  running: number;
+  queued: number;
+  load: number;
+  state: 'idle' | 'processing' | 'stopping';
+}
+
+export class Heartbeat {
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly layout: Layout,
+    private readonly node: string,
+    private readonly version: string,
+    private readonly started: Date,
+    private readonly snapshot: () => Pick<NodeState, 'groups' | 'running' | 'queued' | 'state'>,
+    private readonly everyMs = 5000,
+  ) {}
+
+  beat(): void {
+    const s = this.snapshot();
+    const state: NodeState = {
+      node: this.node,
+      host: hostName(),
+      pid: process.pid,
+      version: this.version,
+      started: this.started.toISOString(),
+      updated: new Date().toISOString(),
+      load: os.loadavg()[0]!,
+      ...s,
+    };
+    writeFileAtomic(this.layout.heartbeat(this.node), JSON.stringify(state) + '\n');
+  }
+
+  start(onError: (err: unknown) => void): void {
+    const tick = (): void => { try { this.beat(); } catch (err) { onError(err); } };
+    tick();
+    this.timer = setInterval(tick, this.everyMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    try { fs.unlinkSync(this.layout.heartbeat(this.node)); } catch { /* gone */ }
+  }
+}

@@ -1,0 +1,87 @@
+// Recovery of a dead node's claimed jobs (DESIGN §7.2). The taker renames
+// the dead node's whole claimed area in one step (of several live nodes only
+// one rename succeeds), kills any process the dead node's jobs left on this
+// host, and puts each job back for another attempt as `interrupted`.
+
+import fs from 'node:fs';
+import path from 'node:path';
+import type { ClaimedJob } from '../spool/claim.js';
+import type { Finisher } from '../spool/finish.js';
+import { hostName, parseNodeId, type Layout } from '../spool/layout.js';
+import { readMeta } from '../spool/meta.js';
+import { errText, isErrno, removeTree } from '../util/fsx.js';
+import type { Logger } from '../util/log.js';
+
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return isErrno(err, 'EPERM');
+  }
+}
+
+/** Nodes on this host whose pmjq process is gone: stale at once, whatever their heartbeat says. */
+export function deadLocalNodes(layout: Layout, me: string): string[] {
+  let list: string[];
+  try { list = fs.readdirSync(layout.claimedRoot); } catch { return []; }
+  const host = hostName();
+  return list.filter((n) => {
+    if (n === me || n.startsWith('.')) return false;
+    const p = parseNodeId(n);
+    return p !== null && p.host === host && !pidAlive(p.pid);
+  });
+}
+
+/** Kill what a dead node's jobs left running on this host (they carry PMJQ_NODE in their environment). */
+export function killLeftovers(node: string): number {
+  const marker = Buffer.from(`\0PMJQ_NODE=${node}\0`);
+  let killed = 0;
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let env: Buffer;
+    try { env = Buffer.concat([Buffer.from([0]), fs.readFileSync(`/proc/${entry}/environ`)]); } catch { continue; }
+    if (env.indexOf(marker) < 0) continue;
+    try { process.kill(Number(entry), 'SIGKILL'); killed++; } catch { /* gone */ }
+  }
+  return killed;
+}
+
+/**
+ * Take over `dead`'s claimed area and requeue its jobs. Returns the number of
+ * jobs requeued, or null when another node took it first.
+ */
+export function recoverNode(layout: Layout, me: string, dead: string, finisher: Finisher, log: Logger): number | null {
+  const taken = path.join(layout.claimedRoot, `.recovering.${dead}.by.${me}`);
+  try {
+    fs.renameSync(layout.claimed(dead), taken);
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return null;
+    throw err;
+  }
+  const killed = killLeftovers(dead);
+  let requeued = 0;
+  for (const id of fs.readdirSync(taken)) {
+    const dir = path.join(taken, id);
+    try {
+      const meta = readMeta(dir);
+      const file = path.join(dir, meta.file);
+      if (!fs.existsSync(file)) {
+        // it had finished and was archived; only the cleanup was missing
+        removeTree(dir);
+        continue;
+      }
+      const job: ClaimedJob = { id: meta.id, dir, file, meta };
+      const now = new Date();
+      finisher.requeue(job, now.getTime(), `interrupted: node ${dead} died`, {
+        status: 'interrupted', exitCode: null, signal: null, started: null, finished: now, error: `node ${dead} died`,
+      });
+      requeued++;
+    } catch (err) {
+      log.error('recover-failed', { node: dead, job: dir, error: errText(err) });
+    }
+  }
+  try { fs.rmdirSync(taken); } catch (err) { log.warn('recover-incomplete', { dir: taken, error: errText(err) }); }
+  log.info('recovered', { node: dead, requeued, killed });
+  return requeued;
+}

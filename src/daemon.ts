@@ -1,0 +1,490 @@
+// The pmjq daemon: watch → scan → claim → schedule → run → finish.
+//
+//   Watcher   notices changes (inotify) and ticks the periodic rescan
+//   Scanner   turns directory entries into candidates (or rejections)
+//   Groups    queue candidates, oldest first, groups taking turns
+//   LoadModel holds starts back under the load/CPU barriers
+//   claim     moves a candidate into this node's claimed area (one rename)
+//   JobProcess runs it
+//   Finisher  archives it, or requeues it
+
+import fs from 'node:fs';
+import { Heartbeat } from './cluster/heartbeat.js';
+import { deadLocalNodes, recoverNode } from './cluster/recovery.js';
+import type { DaemonOptions } from './options.js';
+import { JobProcess, type JobEnd } from './run/job-process.js';
+import { findSetpriv, lookupUser, type RunAs } from './run/privileges.js';
+import { LoadModel } from './schedule/barrier.js';
+import { Groups, type Group } from './schedule/groups.js';
+import type { Candidate } from './spool/candidate.js';
+import { claimFromRetry, claimFromSpool, type ClaimedJob } from './spool/claim.js';
+import { Finisher, type Outcome } from './spool/finish.js';
+import { IdMaker, Layout, makeNodeId } from './spool/layout.js';
+import * as names from './spool/names.js';
+import type { JobRecord, JobStatus } from './spool/record.js';
+import { Scanner } from './spool/scan.js';
+import { Watcher, detectWatchMode, type WatchMode } from './spool/watch.js';
+import { errText } from './util/fsx.js';
+import type { Logger } from './util/log.js';
+import { VERSION } from './version.js';
+
+interface Running {
+  job: ClaimedJob;
+  proc: JobProcess;
+  group: Group;
+}
+
+/** A claimed job whose file is still being written (ETXTBSY): tried again later. */
+interface Busy {
+  job: ClaimedJob;
+  group: Group;
+  tries: number;
+  timer: NodeJS.Timeout;
+}
+
+const SHARED_FS_SETTLE_MS = 2000;
+
+export class Daemon {
+  readonly node: string;
+  readonly layout: Layout;
+  private readonly ids: IdMaker;
+  private readonly groups = new Groups();
+  private readonly load = new LoadModel();
+  private readonly finisher: Finisher;
+  private readonly scanner: Scanner;
+  private watcher: Watcher | null = null;
+  private heartbeat: Heartbeat | null = null;
+  private readonly running = new Map<string, Running>();
+  private readonly busy = new Map<string, Busy>();
+  /** jobs that ended but could not be archived yet (full disk, permissions) */
+  private readonly unfinished: { job: ClaimedJob; outcome: Outcome }[] = [];
+  private readonly settling = new Map<Candidate, number>();
+  private readonly asRoot = process.getuid?.() === 0;
+  private readonly setpriv: string | null;
+  private readonly baseEnv: NodeJS.ProcessEnv;
+  private mode: WatchMode = 'inotify';
+  private settleMs = 0;
+  private heldBy: string | null = null;
+  private recheck: NodeJS.Timeout | null = null;
+  private settleTimer: NodeJS.Timeout | null = null;
+  private unfinishedTimer: NodeJS.Timeout | null = null;
+  private stopping = false;
+  private pumping = false;
+  private failures = 0;
+  private finishedCount = 0;
+  private resolveDone!: (code: number) => void;
+
+  constructor(private readonly opts: DaemonOptions, private readonly log: Logger) {
+    this.layout = new Layout(opts.spool);
+    this.node = makeNodeId();
+    this.ids = new IdMaker();
+    this.finisher = new Finisher(this.layout, this.node, {
+      archive: opts.archive, errors: opts.errors, keep: opts.keep, keepAgeMs: opts.keepAgeMs,
+    });
+    this.scanner = new Scanner(
+      this.layout,
+      { asRoot: this.asRoot, allowRoot: opts.allowRoot },
+      {
+        found: (c) => this.found(c),
+        reject: (dir, name, reason) => this.reject(dir, name, reason),
+        groupSeen: (dir, present) => { if (present) this.groups.get(dir); },
+      },
+      log,
+    );
+    this.setpriv = this.asRoot ? findSetpriv() : null;
+    this.baseEnv = { ...process.env };
+  }
+
+  /** Runs until stopped (or, with --once, until the spool is drained). Resolves to the exit code. */
+  async run(): Promise<number> {
+    const done = new Promise<number>((resolve) => { this.resolveDone = resolve; });
+    const o = this.opts;
+    this.layout.create(this.node);
+    const detected = detectWatchMode(this.layout.spool);
+    this.mode = o.watch === 'auto' ? detected.mode : o.watch;
+    this.settleMs = o.settleMs ?? (detected.mode === 'poll' ? SHARED_FS_SETTLE_MS : 0);
+    if (this.asRoot && !this.setpriv) {
+      this.log.warn('no-setpriv', { error: 'setpriv(1) not found: jobs run as their owner without supplementary groups' });
+    }
+    this.log.info('start', {
+      node: this.node, version: VERSION, spool: this.layout.spool, archive: o.archive, errors: o.errors,
+      watch: this.mode, fs: detected.fsType, poll_ms: o.pollMs, settle_ms: this.settleMs,
+      jobs: o.jobs, load: o.load, cpu: o.cpu, once: o.once,
+    });
+
+    this.heartbeat = new Heartbeat(this.layout, this.node, VERSION, new Date(), () => ({
+      groups: null, running: this.running.size, queued: this.groups.queued(),
+      state: this.stopping ? 'stopping' : this.running.size > 0 ? 'processing' : 'idle',
+    }));
+    this.heartbeat.start((err) => this.log.warn('heartbeat-failed', { error: errText(err) }));
+    this.recoverDeadLocalNodes();
+    const pruned = this.finisher.pruneOld();
+    if (pruned) this.log.info('pruned', { dir: this.layout.doneRoot, files: pruned });
+
+    this.installSignals();
+    this.scanner.scanAll();
+    if (!o.once) {
+      this.watcher = new Watcher(this.layout.spool, this.mode, o.pollMs, {
+        entry: (dir, name) => this.scanner.hint(dir, Buffer.from(name)),
+        group: (dir) => { this.scanner.scanDir(dir); this.pump(); },
+        rescan: () => this.rescan(),
+        error: (err) => this.log.warn('watch-error', { error: errText(err) }),
+      });
+      await this.watcher.start();
+      // files dropped while inotify watches were being set up
+      this.scanner.scanAll();
+    }
+    this.pump();
+    this.checkDrained();
+    return done;
+  }
+
+  // ---- scan ----
+
+  private rescan(): void {
+    if (this.stopping) return;
+    this.scanner.scanAll();
+    this.pump();
+  }
+
+  private found(c: Candidate): void {
+    if (this.settleMs > 0 && !c.retry) {
+      // On shared filesystems ETXTBSY does not cross nodes: a file is taken
+      // only once its size and mtime have held still for --settle.
+      this.settling.set(c, c.seenAt);
+      this.settleTimer ??= setTimeout(() => this.settle(), this.settleMs);
+      return;
+    }
+    this.groups.add(c);
+    if (!this.pumping) queueMicrotask(() => this.pump());
+  }
+
+  private settle(): void {
+    this.settleTimer = null;
+    const now = Date.now();
+    let next = Infinity;
+    for (const [c, since] of this.settling) {
+      if (c.gone) { this.settling.delete(c); continue; }
+      if (now - since < this.settleMs) { next = Math.min(next, since + this.settleMs - now); continue; }
+      let st: fs.Stats;
+      try {
+        st = fs.lstatSync(names.join(this.layout.groupDir(c.dir), c.name));
+      } catch {
+        this.settling.delete(c);
+        this.scanner.forget(c);
+        continue;
+      }
+      if (st.size !== c.size || st.mtimeMs !== c.mtimeMs) {
+        c.size = st.size;
+        c.mtimeMs = st.mtimeMs;
+        this.settling.set(c, now);
+        next = Math.min(next, this.settleMs);
+        continue;
+      }
+      this.settling.delete(c);
+      this.groups.add(c);
+    }
+    if (next !== Infinity) this.settleTimer = setTimeout(() => this.settle(), next);
+    this.pump();
+  }
+
+  private reject(dir: string, name: names.Name, reason: string): void {
+    const file = names.display(names.join(this.layout.groupDir(dir), name));
+    try {
+      const rec = this.finisher.reject(this.ids.next(), dir, name, reason);
+      if (rec) this.log.warn('rejected', { file, reason, moved_to: rec.archive });
+    } catch (err) {
+      this.log.error('reject-failed', { file, reason, error: errText(err) });
+    }
+  }
+
+  // ---- schedule ----
+
+  private pump(): void {
+    if (this.stopping || this.pumping) return;
+    this.pumping = true;
+    try {
+      while (this.opts.jobs === 0 || this.running.size < this.opts.jobs) {
+        const held = this.load.holds({ load: this.opts.load, cpu: this.opts.cpu });
+        if (held) { this.hold(held); break; }
+        const group = this.groups.next(() => true);
+        if (!group) break;
+        this.release();
+        const c = group.queue.pop()!;
+        this.scanner.forget(c);
+        const job = this.claim(c);
+        if (job) this.start(job, group);
+      }
+    } finally {
+      this.pumping = false;
+    }
+    this.checkDrained();
+  }
+
+  /** A barrier holds jobs back: say so once, and look again in a second. */
+  private hold(reason: string): void {
+    if (this.heldBy === null && this.groups.queued() > 0) {
+      this.log.info('barrier-hold', { reason, queued: this.groups.queued() });
+      this.heldBy = reason;
+    }
+    this.recheck ??= setTimeout(() => { this.recheck = null; this.pump(); }, 1000);
+  }
+
+  private release(): void {
+    if (this.heldBy === null) return;
+    this.log.info('barrier-release', { was: this.heldBy });
+    this.heldBy = null;
+  }
+
+  // ---- claim ----
+
+  private claim(c: Candidate): ClaimedJob | null {
+    const now = new Date();
+    try {
+      const job = c.retry
+        ? claimFromRetry(this.layout, this.node, c, now)
+        : claimFromSpool(this.layout, this.node, this.ids.next(now.getTime()), c, now);
+      if (job) this.log.debug('claimed', { id: job.id, name: job.meta.name, group: job.meta.group });
+      return job;
+    } catch (err) {
+      // left where it is: the next rescan finds it again
+      this.log.error('claim-failed', { file: names.display(c.name), group: c.group, error: errText(err) });
+      return null;
+    }
+  }
+
+  // ---- run ----
+
+  private start(job: ClaimedJob, group: Group): void {
+    const m = job.meta;
+    const proc = new JobProcess({
+      id: job.id,
+      file: job.file,
+      args: [],
+      cwd: this.layout.groupDir(m.dir),
+      env: this.jobEnv(job),
+      logPath: this.finisher.logPath(job),
+      runAs: this.runAs(job),
+      timeoutMs: group.settings.timeout ?? this.opts.timeoutMs,
+      killGraceMs: this.opts.killGraceMs,
+      handler: () => 'E the command protocol is not available in this version',
+      log: this.log,
+    });
+    let r;
+    try {
+      r = proc.start();
+    } catch (err) {
+      r = { ok: false as const, busy: false as const, error: errText(err) };
+    }
+    if (r.ok) {
+      this.running.set(job.id, { job, proc, group });
+      group.running++;
+      this.load.jobStarted(job.id);
+      this.log.info('job-start', { id: job.id, name: m.name, group: m.group, attempt: m.attempt, pid: proc.pid });
+      void proc.ended.then((end) => this.ended(job.id, end));
+    } else if (r.busy) {
+      this.notReady(job, group);
+    } else {
+      const now = new Date();
+      this.log.warn('job-start-failed', { id: job.id, name: m.name, group: m.group, error: r.error });
+      this.complete(job, { status: 'failed', exitCode: null, signal: null, started: null, finished: now, error: r.error });
+    }
+  }
+
+  private runAs(job: ClaimedJob): { user: RunAs; setpriv: string } | undefined {
+    if (!this.asRoot || !this.setpriv || job.meta.owner === 0) return undefined;
+    let gid = job.meta.owner;
+    try { gid = fs.statSync(job.file).gid; } catch { /* the passwd entry decides */ }
+    return { user: lookupUser(job.meta.owner, gid), setpriv: this.setpriv };
+  }
+
+  private jobEnv(job: ClaimedJob): NodeJS.ProcessEnv {
+    const m = job.meta;
+    const env: NodeJS.ProcessEnv = {
+      ...this.baseEnv,
+      PMJQ_JOB_ID: m.id,
+      PMJQ_JOB_NAME: m.name,
+      PMJQ_GROUP: m.group,
+      PMJQ_SPOOL: this.layout.spool,
+      PMJQ_NODE: this.node,
+      PMJQ_ATTEMPT: String(m.attempt),
+      CHAQUM_IDENT: m.id,
+    };
+    if (m.parent) env.CHAQUM_PARENT = m.parent;
+    const user = this.asRoot && m.owner !== 0 ? lookupUser(m.owner, m.owner) : null;
+    if (user?.known) {
+      env.HOME = user.home;
+      env.USER = user.name;
+      env.LOGNAME = user.name;
+    }
+    return env;
+  }
+
+  /** ETXTBSY: someone still writes the file. Not a failure: try again, backing off to 5 s. */
+  private notReady(job: ClaimedJob, group: Group, tries = 0): void {
+    if (tries === 0) this.log.info('job-not-ready', { id: job.id, name: job.meta.name, reason: 'file still open for writing (ETXTBSY)' });
+    const delay = Math.min(5000, 50 * 2 ** tries);
+    const timer = setTimeout(() => {
+      this.busy.delete(job.id);
+      if (this.stopping) return this.requeueBusy(job);
+      this.start(job, group);
+    }, delay);
+    this.busy.set(job.id, { job, group, tries: tries + 1, timer });
+  }
+
+  private requeueBusy(job: ClaimedJob): void {
+    try {
+      // it never ran: the attempt it used is given back
+      job.meta.attempt--;
+      this.finisher.requeue(job, Date.now(), 'not started: file still being written', null);
+    } catch (err) {
+      this.log.error('requeue-failed', { id: job.id, error: errText(err) });
+    }
+    this.checkDrained();
+  }
+
+  // ---- finish ----
+
+  private ended(id: string, end: JobEnd): void {
+    const r = this.running.get(id)!;
+    this.running.delete(id);
+    r.group.running--;
+    this.load.jobEnded(id);
+    if (end.busy) {
+      this.notReady(r.job, r.group, this.busy.get(id)?.tries ?? 1);
+      this.pump();
+      return;
+    }
+    const status: JobStatus =
+      end.reason === 'exit' ? (end.exitCode === 0 ? 'done' : 'failed') : end.reason;
+    const outcome: Outcome = { status, exitCode: end.exitCode, signal: end.signal, started: end.started, finished: end.finished };
+    if (status === 'interrupted') {
+      try {
+        this.finisher.requeue(r.job, Date.now(), 'interrupted: pmjq stopped', outcome);
+        this.log.info('job-requeued', { id, name: r.job.meta.name, group: r.job.meta.group, reason: 'interrupted' });
+      } catch (err) {
+        this.log.error('requeue-failed', { id, error: errText(err) });
+      }
+    } else {
+      this.complete(r.job, outcome);
+    }
+    this.pump();
+  }
+
+  private complete(job: ClaimedJob, outcome: Outcome): void {
+    if (outcome.status !== 'done') this.failures++;
+    let record: JobRecord;
+    try {
+      record = this.finisher.finish(job, outcome);
+    } catch (err) {
+      this.log.error('archive-failed', {
+        id: job.id, name: job.meta.name, error: errText(err),
+        kept_in: job.dir, retry: 'the archive step is tried again every poll interval',
+      });
+      this.unfinished.push({ job, outcome });
+      this.unfinishedTimer ??= setInterval(() => this.retryUnfinished(), this.opts.pollMs);
+      return;
+    }
+    this.finishedCount++;
+    this.log.log(outcome.status === 'done' ? 'info' : 'warn', 'job-end', {
+      id: job.id, name: job.meta.name, group: job.meta.group, status: record.status,
+      exit: record.exit_code, signal: record.signal, duration_ms: record.duration_ms,
+      archive: record.archive, error: record.error,
+    });
+  }
+
+  private retryUnfinished(): void {
+    const pending = this.unfinished.splice(0);
+    for (const p of pending) {
+      try {
+        const rec = this.finisher.finish(p.job, p.outcome);
+        this.log.info('archive-recovered', { id: p.job.id, archive: rec.archive });
+      } catch {
+        this.unfinished.push(p);
+      }
+    }
+    if (this.unfinished.length === 0 && this.unfinishedTimer) {
+      clearInterval(this.unfinishedTimer);
+      this.unfinishedTimer = null;
+    }
+    this.checkDrained();
+  }
+
+  // ---- lifetime ----
+
+  private recoverDeadLocalNodes(): void {
+    for (const dead of deadLocalNodes(this.layout, this.node)) {
+      try {
+        recoverNode(this.layout, this.node, dead, this.finisher, this.log);
+      } catch (err) {
+        this.log.error('recover-failed', { node: dead, error: errText(err) });
+      }
+    }
+    this.scanner.scanRetry();
+  }
+
+  /** --once: exit when nothing is queued, running or waiting. */
+  private checkDrained(): void {
+    if (!this.opts.once || this.stopping) return;
+    if (this.running.size > 0 || this.busy.size > 0 || this.settling.size > 0 || this.heldBy !== null) return;
+    if (this.groups.all().some((g) => g.peek() !== undefined)) return;
+    // a last look: anything dropped while we were busy?
+    this.scanner.scanAll();
+    if (this.groups.all().some((g) => g.peek() !== undefined) || this.settling.size > 0) {
+      queueMicrotask(() => this.pump());
+      return;
+    }
+    if (this.unfinished.length > 0) {
+      this.log.error('unarchived', { jobs: this.unfinished.length, error: 'jobs could not be archived; they stay claimed and are requeued by the next pmjq' });
+    }
+    void this.shutdown(this.failures > 0 || this.unfinished.length > 0 ? 1 : 0);
+  }
+
+  private installSignals(): void {
+    let signals = 0;
+    const onStop = (sig: NodeJS.Signals): void => {
+      signals++;
+      if (signals === 1) {
+        this.log.info('stopping', { signal: sig, running: this.running.size, grace_ms: this.opts.graceMs });
+        void this.shutdown(0);
+      } else {
+        this.log.info('stopping-now', { signal: sig, running: this.running.size });
+        this.interruptAll();
+      }
+    };
+    process.on('SIGTERM', onStop);
+    process.on('SIGINT', onStop);
+    process.on('SIGHUP', () => {
+      this.log.info('reload', { reason: 'SIGHUP' });
+      this.rescan();
+    });
+  }
+
+  private interruptAll(): void {
+    for (const r of this.running.values()) r.proc.kill('interrupted');
+  }
+
+  private async shutdown(code: number): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    for (const t of [this.recheck, this.settleTimer]) if (t) clearTimeout(t);
+    await this.watcher?.stop();
+    for (const b of this.busy.values()) { clearTimeout(b.timer); this.requeueBusy(b.job); }
+    this.busy.clear();
+    if (this.running.size > 0) {
+      const grace = setTimeout(() => this.interruptAll(), this.opts.graceMs);
+      await Promise.all([...this.running.values()].map((r) => r.proc.ended));
+      // let the 'ended' handlers archive or requeue
+      await new Promise((resolve) => setImmediate(resolve));
+      clearTimeout(grace);
+    }
+    if (this.unfinishedTimer) { clearInterval(this.unfinishedTimer); this.retryUnfinished(); }
+    if (this.unfinishedTimer) clearInterval(this.unfinishedTimer);
+    this.heartbeat?.stop();
+    this.finisher.close();
+    // our claimed area is empty unless something could not be archived or requeued
+    try { fs.rmdirSync(this.layout.claimed(this.node)); } catch { /* not empty: recovered by the next pmjq */ }
+    this.log.info('stopped', { node: this.node, finished: this.finishedCount, failed: this.failures });
+    this.resolveDone(code);
+  }
+}

@@ -1,0 +1,28 @@
+// The daemon's settings after the command line has been parsed and checked.
+
+import type { WatchMode } from './spool/watch.js';
+
+export interface DaemonOptions {
+  spool: string;
+  archive?: string;
+  errors?: string;
+  /** -C: load-average barrier */
+  load?: number;
+  /** -c: CPU barrier, 0–1 */
+  cpu?: number;
+  /** -j: jobs of this node at once; 0 = unlimited */
+  jobs: number;
+  pollMs: number;
+  watch: WatchMode | 'auto';
+  /** undefined: automatic (0 on local filesystems, 2 s on shared ones) */
+  settleMs?: number;
+  timeoutMs?: number;
+  graceMs: number;
+  killGraceMs: number;
+  once: boolean;
+  allowRoot: boolean;
+  keep: number;
+  keepAgeMs: number;
+  logFormat: 'text' | 'json';
+  verbosity: number;
+}

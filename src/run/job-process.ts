@@ -1,0 +1,160 @@
+// One job process (DESIGN §5.1): stdin /dev/null; stdout and stderr straight
+// into the job's log file (the kernel writes them: a job printing gigabytes
+// costs the manager neither memory nor time); fd 3/4 the command channel;
+// its own session and process group, so that killing the job kills its tree.
+//
+// node:child_process is used rather than execa here: this is the hot path
+// (thousands of spawns a second) and execa's per-spawn promise, stream and
+// option machinery buys nothing when output goes to a file descriptor.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import type { Readable, Writable } from 'node:stream';
+import { CommandChannel, type CommandHandler } from './channel.js';
+import { setprivArgs, type RunAs } from './privileges.js';
+import type { Logger } from '../util/log.js';
+
+export type EndReason = 'exit' | 'timeout' | 'killed' | 'interrupted';
+
+export interface JobSpec {
+  id: string;
+  file: string;
+  args: string[];
+  cwd: string;
+  env: NodeJS.ProcessEnv;
+  logPath: string;
+  /** run as this user through setpriv (only when pmjq is root) */
+  runAs?: { user: RunAs; setpriv: string };
+  timeoutMs?: number;
+  killGraceMs: number;
+  handler: CommandHandler;
+  log: Logger;
+}
+
+export type StartResult =
+  | { ok: true }
+  /** the file is still open for writing (ETXTBSY): not ready yet, not a failure */
+  | { ok: false; busy: true }
+  | { ok: false; busy: false; error: string };
+
+export interface JobEnd {
+  exitCode: number | null;
+  signal: string | null;
+  reason: EndReason;
+  started: Date;
+  finished: Date;
+  /** setpriv found the file busy: like a failed start with ETXTBSY */
+  busy: boolean;
+}
+
+export class JobProcess {
+  private child: ChildProcess | null = null;
+  private channel: CommandChannel | null = null;
+  private reason: EndReason = 'exit';
+  private timeout: NodeJS.Timeout | null = null;
+  private killTimer: NodeJS.Timeout | null = null;
+  private logSizeBefore = 0;
+  started = new Date(0);
+  readonly ended: Promise<JobEnd>;
+  private resolveEnded!: (end: JobEnd) => void;
+
+  constructor(private readonly spec: JobSpec) {
+    this.ended = new Promise((resolve) => { this.resolveEnded = resolve; });
+  }
+
+  get pid(): number | undefined { return this.child?.pid; }
+
+  start(): StartResult {
+    const s = this.spec;
+    const logFd = fs.openSync(s.logPath, 'a', 0o644);
+    let child: ChildProcess;
+    try {
+      this.logSizeBefore = fs.fstatSync(logFd).size;
+      const [cmd, ...args] = s.runAs ? [...setprivArgs(s.runAs.setpriv, s.runAs.user), s.file, ...s.args] : [s.file, ...s.args];
+      this.started = new Date();
+      child = spawn(cmd!, args, {
+        cwd: s.cwd,
+        env: s.env,
+        stdio: ['ignore', logFd, logFd, 'pipe', 'pipe'],
+        detached: true, // setsid(): own session and process group
+      });
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ETXTBSY') return { ok: false, busy: true };
+      return { ok: false, busy: false, error: explainSpawnError(err as NodeJS.ErrnoException, s) };
+    } finally {
+      fs.closeSync(logFd);
+    }
+    if (child.pid === undefined) {
+      // spawn reports some failures asynchronously; the 'error' event follows
+      let error = 'could not start';
+      child.once('error', (e) => { error = explainSpawnError(e as NodeJS.ErrnoException, s); });
+      return { ok: false, busy: false, error };
+    }
+    this.child = child;
+    child.on('error', () => { /* reported through 'exit' */ });
+    this.channel = new CommandChannel(child.stdio[3] as Readable, child.stdio[4] as Writable, s.handler, s.log, s.id);
+    if (s.timeoutMs) this.timeout = setTimeout(() => this.kill('timeout'), s.timeoutMs);
+    child.once('exit', (code, signal) => this.onExit(code, signal));
+    return { ok: true };
+  }
+
+  /** SIGTERM to the whole process group, SIGKILL after the grace period. */
+  kill(reason: Exclude<EndReason, 'exit'>): void {
+    const pid = this.child?.pid;
+    if (pid === undefined || this.child?.exitCode !== null || this.child.signalCode !== null) return;
+    if (this.reason === 'exit') this.reason = reason;
+    signalGroup(pid, 'SIGTERM');
+    this.killTimer ??= setTimeout(() => signalGroup(pid, 'SIGKILL'), this.spec.killGraceMs);
+  }
+
+  private onExit(code: number | null, signal: NodeJS.Signals | null): void {
+    const finished = new Date();
+    if (this.timeout) clearTimeout(this.timeout);
+    if (this.killTimer) clearTimeout(this.killTimer);
+    this.channel?.close();
+    // whatever the job left running in its process group goes with it
+    if (this.child?.pid !== undefined) signalGroup(this.child.pid, 'SIGTERM');
+    const busy = this.spec.runAs !== undefined && code === 126 && this.setprivFoundBusy();
+    this.resolveEnded({ exitCode: code, signal, reason: this.reason, started: this.started, finished, busy });
+  }
+
+  /** setpriv exits 126 with "Text file busy" when the job file is still open for writing. */
+  private setprivFoundBusy(): boolean {
+    try {
+      const fd = fs.openSync(this.spec.logPath, 'r+');
+      try {
+        const size = fs.fstatSync(fd).size;
+        if (size - this.logSizeBefore > 512) return false;
+        const buf = Buffer.alloc(size - this.logSizeBefore);
+        fs.readSync(fd, buf, 0, buf.length, this.logSizeBefore);
+        if (!buf.toString().includes('Text file busy')) return false;
+        fs.ftruncateSync(fd, this.logSizeBefore);
+        return true;
+      } finally {
+        fs.closeSync(fd);
+      }
+    } catch {
+      return false;
+    }
+  }
+}
+
+function signalGroup(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, sig);
+  } catch { /* the group is already gone */ }
+}
+
+function explainSpawnError(err: NodeJS.ErrnoException, s: JobSpec): string {
+  switch (err.code) {
+    case 'ENOENT':
+      return fs.existsSync(s.cwd) ? 'job file vanished before it could start (ENOENT)' : `working directory ${s.cwd} does not exist (ENOENT)`;
+    case 'EACCES':
+      return 'permission denied executing the job (EACCES: noexec mount or no search permission?)';
+    case 'ENOEXEC':
+      return 'not an executable format (ENOEXEC)';
+    default:
+      return `${err.code ?? 'error'}: ${err.message}`;
+  }
+}

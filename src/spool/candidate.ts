@@ -1,0 +1,30 @@
+// A job file seen in the spool (or a job waiting in the retry area) that this
+// node may claim. Candidates are found by the scanner, ordered by the
+// scheduler and turned into running jobs by a claim.
+
+import type { Name } from './names.js';
+import type { JobMeta } from './meta.js';
+
+export interface Candidate {
+  group: string;
+  /** spool-relative directory it was dropped into ('' = top level) */
+  dir: string;
+  name: Name;
+  /** names.key(name): the map key */
+  key: string;
+  /** order within a group: oldest first (mtime, then name) */
+  mtimeMs: number;
+  size: number;
+  uid: number;
+  /** local clock when first seen, for --settle */
+  seenAt: number;
+  /** set when the file is known to have left the spool (claimed elsewhere, removed) */
+  gone: boolean;
+  /** for a job waiting in .pmjq/retry: the entry's directory name and its metadata */
+  retry?: { entry: string; meta: JobMeta };
+}
+
+export function olderFirst(a: Candidate, b: Candidate): boolean {
+  if (a.mtimeMs !== b.mtimeMs) return a.mtimeMs < b.mtimeMs;
+  return a.key < b.key;
+}

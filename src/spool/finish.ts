@@ -1,0 +1,232 @@
+// Finishing a job (DESIGN §4): the job file goes to the archive (or the
+// errors directory) under a sortable UTC timestamp prefix, its log and record
+// beside it, and the record is appended to this node's history. An archive
+// entry is never overwritten: same-named jobs finishing in the same
+// millisecond get distinct names.
+
+import fs from 'node:fs';
+import path from 'node:path';
+import type { ClaimedJob } from './claim.js';
+import { LOG_FILE, META_FILE, REJECT_FILE, groupOf, hostName, stamp, type Layout } from './layout.js';
+import { nameBytes, nameFields, type JobMeta } from './meta.js';
+import * as names from './names.js';
+import type { JobRecord, JobStatus } from './record.js';
+import { isErrno, moveNoReplace, removeTree, writeFileAtomic } from '../util/fsx.js';
+
+const NAME_MAX = 255;
+const HISTORY_ROTATE_BYTES = 64 * 1024 * 1024;
+
+export interface FinishOptions {
+  archive?: string;
+  errors?: string;
+  /** without an archive: how many finished jobs' logs and records to keep in .pmjq/done, and for how long */
+  keep: number;
+  keepAgeMs: number;
+}
+
+export interface Outcome {
+  status: JobStatus;
+  exitCode: number | null;
+  signal: string | null;
+  started: Date | null;
+  finished: Date;
+  error?: string;
+}
+
+export class Finisher {
+  private historyFd: number | null = null;
+  private historyBytes = 0;
+  /** ids of this run's entries in .pmjq/done, oldest first, for --keep */
+  private readonly kept: string[] = [];
+
+  constructor(private readonly layout: Layout, private readonly node: string, private readonly opts: FinishOptions) {}
+
+  logPath(job: ClaimedJob): string {
+    return path.join(job.dir, LOG_FILE);
+  }
+
+  /**
+   * Archive a job that ended. Throws if the archive cannot be written (full
+   * disk, permissions): the job then stays in its claimed directory, intact,
+   * and the caller tries again later.
+   */
+  finish(job: ClaimedJob, outcome: Outcome): JobRecord {
+    const meta = job.meta;
+    const dest = outcome.status === 'done' ? this.opts.archive : this.opts.errors ?? this.opts.archive;
+    const record = this.record(meta, outcome);
+    const logSrc = this.logPath(job);
+    if (dest !== undefined) {
+      const base = this.archiveJobFile(job, dest, outcome.finished);
+      record.archive = base === null ? null : names.display(base);
+      const logDst = base === null ? this.freeArchiveName(dest, meta, outcome.finished, '.log') : Buffer.concat([base, Buffer.from('.log')]);
+      if (exists(logSrc)) {
+        moveNoReplace(logSrc, logDst);
+        record.log = names.display(logDst);
+      }
+      const jsonDst = Buffer.concat([base ?? logDst.subarray(0, logDst.length - 4), Buffer.from('.json')]);
+      fs.writeFileSync(jsonDst, JSON.stringify(record, null, 2) + '\n', { flag: 'wx' });
+    } else {
+      try { fs.unlinkSync(job.file); } catch (err) { if (!isErrno(err, 'ENOENT')) throw err; }
+      const done = this.layout.doneRoot;
+      if (exists(logSrc)) {
+        fs.renameSync(logSrc, path.join(done, `${meta.id}.log`));
+        record.log = path.join(done, `${meta.id}.log`);
+      }
+      writeFileAtomic(path.join(done, `${meta.id}.json`), JSON.stringify(record) + '\n');
+      this.keep(meta.id);
+    }
+    this.appendHistory(record);
+    removeTree(job.dir);
+    return record;
+  }
+
+  /** Put a job back for another attempt: its whole claimed directory moves to retry/ in one rename. */
+  requeue(job: ClaimedJob, dueMs: number, why: string, outcome: Outcome | null): JobRecord | null {
+    const meta: JobMeta = { ...job.meta, attempt: job.meta.attempt + 1, previous: why };
+    writeFileAtomic(path.join(job.dir, META_FILE), JSON.stringify(meta) + '\n');
+    const entry = path.join(this.layout.retry, `${Math.round(dueMs)}.${meta.id}`);
+    fs.renameSync(job.dir, entry);
+    if (outcome === null) return null;
+    const record = this.record(job.meta, outcome);
+    record.archive = path.join(entry, meta.file);
+    record.log = path.join(entry, LOG_FILE);
+    this.appendHistory(record);
+    return record;
+  }
+
+  /** Move an unacceptable file to rejected/ with the reason; it is never opened or run. */
+  reject(id: string, dir: string, name: names.Name, reason: string): JobRecord | null {
+    const target = path.join(this.layout.rejected, id);
+    const now = new Date();
+    const record: JobRecord = {
+      ...this.record({
+        id, ...nameFields(name), file: '', group: groupOf(dir), dir, owner: -1,
+        created: now.toISOString(), claimed: now.toISOString(), node: this.node, attempt: 0, parent: null,
+      }, { status: 'rejected', exitCode: null, signal: null, started: null, finished: now, error: reason }),
+      owner: null, created: null, claimed: null,
+    };
+    fs.mkdirSync(target);
+    const dst = names.join(target, name);
+    record.archive = names.display(dst);
+    record.log = null;
+    try {
+      fs.writeFileSync(path.join(target, REJECT_FILE), JSON.stringify(record, null, 2) + '\n');
+      fs.renameSync(names.join(this.layout.groupDir(dir), name), dst);
+    } catch (err) {
+      removeTree(target);
+      if (isErrno(err, 'ENOENT')) return null; // gone already (another node rejected it)
+      throw err;
+    }
+    this.appendHistory(record);
+    return record;
+  }
+
+  record(meta: JobMeta, o: Outcome): JobRecord {
+    return {
+      id: meta.id,
+      name: meta.name,
+      ...(meta.name_b64 !== undefined ? { name_b64: meta.name_b64 } : {}),
+      group: meta.group,
+      node: this.node,
+      host: hostName(),
+      owner: meta.owner,
+      parent: meta.parent,
+      created: meta.created,
+      claimed: meta.claimed,
+      started: o.started?.toISOString() ?? null,
+      finished: o.finished.toISOString(),
+      duration_ms: o.started ? o.finished.getTime() - o.started.getTime() : null,
+      status: o.status,
+      exit_code: o.exitCode,
+      signal: o.signal,
+      attempt: meta.attempt,
+      archive: null,
+      log: null,
+      ...(o.error !== undefined ? { error: o.error } : {}),
+    };
+  }
+
+  /** Link the job file into dest under a free timestamped name; null if the job removed its own file. */
+  private archiveJobFile(job: ClaimedJob, dest: string, when: Date): Buffer | null {
+    for (let n = 0; ; n++) {
+      const base = archiveName(dest, job.meta, when, n, '.json'.length);
+      try {
+        if (moveNoReplace(job.file, base)) return base;
+      } catch (err) {
+        if (isErrno(err, 'ENOENT') && !exists(job.file)) return null;
+        throw err;
+      }
+    }
+  }
+
+  private freeArchiveName(dest: string, meta: JobMeta, when: Date, suffix: string): Buffer {
+    for (let n = 0; ; n++) {
+      const p = Buffer.concat([archiveName(dest, meta, when, n, '.json'.length), Buffer.from(suffix)]);
+      if (!exists(p)) return p;
+    }
+  }
+
+  private appendHistory(record: JobRecord): void {
+    const file = this.layout.historyFile(this.node);
+    if (this.historyFd === null) {
+      this.historyFd = fs.openSync(file, 'a');
+      this.historyBytes = fs.fstatSync(this.historyFd).size;
+    }
+    const line = JSON.stringify(record) + '\n';
+    fs.writeSync(this.historyFd, line);
+    this.historyBytes += Buffer.byteLength(line);
+    if (this.historyBytes > HISTORY_ROTATE_BYTES) {
+      // one old generation is kept; readers read both
+      fs.renameSync(file, `${file}.1`);
+      fs.closeSync(this.historyFd);
+      this.historyFd = null;
+    }
+  }
+
+  /** Bounded retention of .pmjq/done when there is no archive: --keep entries of this run. */
+  private keep(id: string): void {
+    this.kept.push(id);
+    while (this.kept.length > this.opts.keep) {
+      const old = this.kept.shift()!;
+      for (const ext of ['.log', '.json']) {
+        try { fs.unlinkSync(path.join(this.layout.doneRoot, old + ext)); } catch { /* already gone */ }
+      }
+    }
+  }
+
+  /** Drop entries of .pmjq/done older than --keep-age (their age is in their id: no stat). */
+  pruneOld(now = Date.now()): number {
+    let removed = 0;
+    let list: string[];
+    try { list = fs.readdirSync(this.layout.doneRoot); } catch { return 0; }
+    for (const f of list) {
+      const parts = f.replace(/\.(log|json)$/, '').split('.');
+      const sec = Number(parts[parts.length - 3]);
+      if (Number.isFinite(sec) && now - sec * 1000 > this.opts.keepAgeMs) {
+        try { fs.unlinkSync(path.join(this.layout.doneRoot, f)); removed++; } catch { /* gone */ }
+      }
+    }
+    return removed;
+  }
+
+  close(): void {
+    if (this.historyFd !== null) fs.closeSync(this.historyFd);
+    this.historyFd = null;
+  }
+}
+
+/** DEST/20261122T134501.123Z-NAME (…Z.N-NAME on a collision), cut to fit NAME_MAX with `reserve` bytes to spare. */
+function archiveName(dest: string, meta: JobMeta, when: Date, n: number, reserve: number): Buffer {
+  const prefix = Buffer.from(`${stamp(when)}${n === 0 ? '' : `.${n}`}-`);
+  const name = names.truncate(nameBytes(meta), NAME_MAX - reserve - prefix.length);
+  return names.join(dest, Buffer.concat([prefix, name]));
+}
+
+function exists(p: string | Buffer): boolean {
+  try {
+    fs.lstatSync(p);
+    return true;
+  } catch {
+    return false;
+  }
+}

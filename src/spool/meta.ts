@@ -1,0 +1,44 @@
+// .job.json: what a claimed (or retrying) job is, stored beside the job file
+// so that any node can list, recover or requeue it without asking its owner.
+
+import fs from 'node:fs';
+import path from 'node:path';
+import { META_FILE } from './layout.js';
+import { display, isUtf8, type Name } from './names.js';
+
+export interface JobMeta {
+  id: string;
+  /** the job's name for people and JSON (exact unless name_b64 is set) */
+  name: string;
+  /** base64 of the name's bytes when they are not valid UTF-8 */
+  name_b64?: string;
+  /** file name of the job inside its claimed directory */
+  file: string;
+  group: string;
+  /** spool-relative directory it was dropped into; '' = top level */
+  dir: string;
+  owner: number;
+  created: string;
+  claimed: string;
+  node: string;
+  attempt: number;
+  parent: string | null;
+  /** why the previous attempt ended, for retries and requeues */
+  previous?: string;
+}
+
+export function nameFields(name: Name): { name: string; name_b64?: string } {
+  return isUtf8(name) ? { name: display(name) } : { name: display(name), name_b64: name.toString('base64') };
+}
+
+export function nameBytes(meta: Pick<JobMeta, 'name' | 'name_b64'>): Name {
+  return meta.name_b64 !== undefined ? Buffer.from(meta.name_b64, 'base64') : Buffer.from(meta.name);
+}
+
+export function readMeta(jobDir: string): JobMeta {
+  return JSON.parse(fs.readFileSync(path.join(jobDir, META_FILE), 'utf8')) as JobMeta;
+}
+
+export function writeMeta(jobDir: string, meta: JobMeta): void {
+  fs.writeFileSync(path.join(jobDir, META_FILE), JSON.stringify(meta) + '\n');
+}
