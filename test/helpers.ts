@@ -1,0 +1,151 @@
+// Shared test helpers: real directories, the real built binaries, real
+// processes. Waiting is always for an event (a file, a log line, an exit)
+// with a bounded timeout, never a bare sleep; every process a test starts is
+// killed by its process group at teardown.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const BIN = {
+  pmjq: path.join(ROOT, 'dist/cli/pmjq.js'),
+  pmjqctl: path.join(ROOT, 'dist/cli/pmjqctl.js'),
+  chaqum: path.join(ROOT, 'dist/cli/chaqum.js'),
+};
+export const IS_ROOT = process.getuid?.() === 0;
+
+interface TestLike {
+  teardown(fn: () => unknown): void;
+}
+
+/** A fresh scratch directory with spool/ and archive/, removed at teardown. */
+export function scratch(t: TestLike, prefix = 'pmjq-test-'): { dir: string; spool: string; archive: string } {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  const spool = path.join(dir, 'spool');
+  const archive = path.join(dir, 'archive');
+  fs.mkdirSync(spool);
+  fs.mkdirSync(archive);
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return { dir, spool, archive };
+}
+
+/** Write an executable job atomically (hidden name, then rename), as users are told to. */
+export function dropJob(dir: string, name: string | Buffer, body: string, mode = 0o755): string {
+  const tmp = path.join(dir, `.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`);
+  fs.writeFileSync(tmp, body, { mode });
+  fs.chmodSync(tmp, mode);
+  const dst = typeof name === 'string' ? path.join(dir, name) : Buffer.concat([Buffer.from(dir + '/'), name]);
+  fs.renameSync(tmp, dst);
+  return dst.toString();
+}
+
+export interface Proc {
+  child: ChildProcess;
+  /** everything written to stderr so far */
+  stderr(): string;
+  stdout(): string;
+  /** resolves with the first stderr line matching re (lines already seen count) */
+  waitLine(re: RegExp, timeoutMs?: number): Promise<string>;
+  /** resolves with the exit code (or 128+signal) */
+  exited: Promise<number>;
+  kill(sig?: NodeJS.Signals): void;
+}
+
+/** Start a binary (node script) in its own process group; killed at teardown. */
+export function start(t: TestLike, bin: string, args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Proc {
+  const child = spawn(process.execPath, [bin, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+    env: { ...process.env, ...opts.env },
+    cwd: opts.cwd,
+  });
+  let err = '';
+  let out = '';
+  const waiters: { re: RegExp; resolve: (l: string) => void }[] = [];
+  const check = (): void => {
+    for (const w of [...waiters]) {
+      const line = err.split('\n').find((l) => w.re.test(l));
+      if (line !== undefined) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(line);
+      }
+    }
+  };
+  child.stderr!.on('data', (d: Buffer) => { err += d.toString(); check(); });
+  child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+  const exited = new Promise<number>((resolve) => {
+    child.on('exit', (code, signal) => resolve(code ?? 128 + (os.constants.signals[signal as NodeJS.Signals] ?? 0)));
+  });
+  let done = false;
+  void exited.then(() => { done = true; });
+  const kill = (sig: NodeJS.Signals = 'SIGTERM'): void => {
+    try { process.kill(-child.pid!, sig); } catch { /* gone */ }
+  };
+  t.teardown(async () => {
+    if (!done) {
+      kill('SIGKILL');
+      await exited;
+    }
+    // the job processes are in their own groups: anything left is found by its spool env in the test
+  });
+  return {
+    child,
+    stderr: () => err,
+    stdout: () => out,
+    waitLine: (re, timeoutMs = 10_000) =>
+      new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${re} in:\n${err}`)), timeoutMs);
+        waiters.push({ re, resolve: (l) => { clearTimeout(timer); resolve(l); } });
+        check();
+      }),
+    exited,
+    kill,
+  };
+}
+
+/** Run a binary to completion; returns its exit code and output. */
+export async function run(t: TestLike, bin: string, args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  const p = start(t, bin, args, opts);
+  const timeout = opts.timeoutMs ?? 60_000;
+  let timer: NodeJS.Timeout | undefined;
+  const code = await Promise.race([
+    p.exited,
+    new Promise<number>((_, reject) => { timer = setTimeout(() => reject(new Error(`${path.basename(bin)} ${args.join(' ')} did not exit within ${timeout} ms:\n${p.stderr()}`)), timeout); }),
+  ]);
+  clearTimeout(timer);
+  return { code, stdout: p.stdout(), stderr: p.stderr() };
+}
+
+/** Wait until fn() returns a truthy value (checked on fs events of dir and every 20 ms), bounded. */
+export async function waitFor<T>(what: string, fn: () => T | undefined | null | false, timeoutMs = 10_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Archive entries (job files only, not .log/.json), by name without the timestamp prefix. */
+export function archived(archive: string): { file: string; name: string }[] {
+  return fs.readdirSync(archive)
+    .filter((f) => !f.endsWith('.log') && !f.endsWith('.json'))
+    .map((f) => ({ file: path.join(archive, f), name: f.replace(/^\d{8}T\d{6}\.\d{3}Z(\.\d+)?-/, '') }));
+}
+
+/** All history records of a spool. */
+export function history(spool: string): Record<string, unknown>[] {
+  const dir = path.join(spool, '.pmjq/history');
+  const out: Record<string, unknown>[] = [];
+  for (const f of fs.readdirSync(dir)) {
+    for (const line of fs.readFileSync(path.join(dir, f), 'utf8').split('\n')) if (line) out.push(JSON.parse(line));
+  }
+  return out;
+}
+
+/** pmjq arguments every test needs: as root, root-owned test files must be allowed. */
+export const ROOT_ARGS = IS_ROOT ? ['--allow-root'] : [];
