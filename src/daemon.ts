@@ -9,17 +9,21 @@
 //   Finisher  archives it, or requeues it
 
 import fs from 'node:fs';
+import path from 'node:path';
 import { Heartbeat } from './cluster/heartbeat.js';
 import { deadLocalNodes, recoverNode } from './cluster/recovery.js';
 import type { DaemonOptions } from './options.js';
 import { JobProcess, type JobEnd } from './run/job-process.js';
 import { findSetpriv, lookupUser, type RunAs } from './run/privileges.js';
-import { LoadModel } from './schedule/barrier.js';
+import { Holds, LoadModel } from './schedule/barrier.js';
 import { Groups, type Group } from './schedule/groups.js';
+import { Hooks } from './schedule/hooks.js';
+import { SETTINGS_FILE, readSettingsFile } from './schedule/settings.js';
+import { Heap } from './util/heap.js';
 import type { Candidate } from './spool/candidate.js';
 import { claimFromRetry, claimFromSpool, type ClaimedJob } from './spool/claim.js';
 import { Finisher, type Outcome } from './spool/finish.js';
-import { IdMaker, Layout, makeNodeId } from './spool/layout.js';
+import { IdMaker, Layout, groupOf, makeNodeId } from './spool/layout.js';
 import * as names from './spool/names.js';
 import type { JobRecord, JobStatus } from './spool/record.js';
 import { Scanner } from './spool/scan.js';
@@ -43,6 +47,8 @@ interface Busy {
 }
 
 const SHARED_FS_SETTLE_MS = 2000;
+/** Retry delays double per attempt up to this. */
+const BACKOFF_CAP_MS = 3_600_000;
 
 export class Daemon {
   readonly node: string;
@@ -59,12 +65,16 @@ export class Daemon {
   /** jobs that ended but could not be archived yet (full disk, permissions) */
   private readonly unfinished: { job: ClaimedJob; outcome: Outcome }[] = [];
   private readonly settling = new Map<Candidate, number>();
+  /** retry entries not due yet, earliest first */
+  private readonly delayed = new Heap<Candidate>((a, b) => a.mtimeMs < b.mtimeMs);
+  private delayedTimer: NodeJS.Timeout | null = null;
+  private readonly holds: Holds;
+  private readonly hooks: Hooks;
   private readonly asRoot = process.getuid?.() === 0;
   private readonly setpriv: string | null;
   private readonly baseEnv: NodeJS.ProcessEnv;
   private mode: WatchMode = 'inotify';
   private settleMs = 0;
-  private heldBy: string | null = null;
   private recheck: NodeJS.Timeout | null = null;
   private settleTimer: NodeJS.Timeout | null = null;
   private unfinishedTimer: NodeJS.Timeout | null = null;
@@ -87,9 +97,17 @@ export class Daemon {
       {
         found: (c) => this.found(c),
         reject: (dir, name, reason) => this.reject(dir, name, reason),
-        groupSeen: (dir, present) => { if (present) this.groups.get(dir); },
+        groupSeen: (dir, present) => { if (present) this.groupFor(dir); },
       },
       log,
+      (group) => !opts.groups || opts.groups.includes(group),
+    );
+    this.holds = new Holds(log);
+    for (const [name, settings] of opts.groupSettings) this.groups.get(name).cliSettings = settings;
+    this.hooks = new Hooks(
+      { idle: opts.onIdle, saturated: opts.onSaturated, env: { PMJQ_NODE: this.node, PMJQ_SPOOL: this.layout.spool } },
+      log,
+      () => ({ queued: this.groups.queued(), running: this.running.size, load: this.load.predictedLoad(), heldBy: this.holds.reason() }),
     );
     this.setpriv = this.asRoot ? findSetpriv() : null;
     this.baseEnv = { ...process.env };
@@ -123,6 +141,7 @@ export class Daemon {
 
     this.installSignals();
     this.scanner.scanAll();
+    this.refreshSettings();
     if (!o.once) {
       this.watcher = new Watcher(this.layout.spool, this.mode, o.pollMs, {
         entry: (dir, name) => this.scanner.hint(dir, Buffer.from(name)),
@@ -144,10 +163,46 @@ export class Daemon {
   private rescan(): void {
     if (this.stopping) return;
     this.scanner.scanAll();
+    this.refreshSettings();
     this.pump();
   }
 
+  /** The group of a spool directory, remembering where its settings file is. */
+  private groupFor(dir: string): Group {
+    const g = this.groups.get(groupOf(dir));
+    g.dir ??= dir;
+    return g;
+  }
+
+  /** Re-read each group's .group.json if it changed: one stat per group per rescan. */
+  private refreshSettings(): void {
+    this.groupFor('');
+    for (const g of this.groups.all()) {
+      if (g.dir === undefined) continue;
+      const file = path.join(this.layout.groupDir(g.dir), SETTINGS_FILE);
+      try {
+        const r = readSettingsFile(file, g.settingsStamp);
+        if (r === undefined) continue;
+        g.settingsStamp = r.stamp;
+        g.fileSettings = r.settings ?? {};
+        if (r.settings !== null) this.log.info('settings', { group: g.name, file, ...g.effective() });
+      } catch (err) {
+        const stamp = (err as { stamp?: string }).stamp;
+        if (stamp !== undefined && stamp === g.settingsStamp) continue;
+        g.settingsStamp = stamp;
+        this.log.warn('settings-invalid', { group: g.name, file, error: (err as Error).message, keeping: 'the last good settings' });
+      }
+    }
+  }
+
   private found(c: Candidate): void {
+    this.groupFor(c.dir);
+    if (c.retry && c.mtimeMs > Date.now()) {
+      this.delayed.push(c);
+      this.armDelayed();
+      return;
+    }
+    if (c.retry) c.mtimeMs = Date.parse(c.retry.meta.created) || c.mtimeMs;
     if (this.settleMs > 0 && !c.retry) {
       // On shared filesystems ETXTBSY does not cross nodes: a file is taken
       // only once its size and mtime have held still for --settle.
@@ -157,6 +212,24 @@ export class Daemon {
     }
     this.groups.add(c);
     if (!this.pumping) queueMicrotask(() => this.pump());
+  }
+
+  /** Wake up when the earliest waiting retry is due. */
+  private armDelayed(): void {
+    const next = this.delayed.peek();
+    if (this.delayedTimer) clearTimeout(this.delayedTimer);
+    this.delayedTimer = null;
+    if (!next || this.stopping) return;
+    this.delayedTimer = setTimeout(() => {
+      this.delayedTimer = null;
+      const now = Date.now();
+      for (let c = this.delayed.peek(); c && c.mtimeMs <= now; c = this.delayed.peek()) {
+        this.delayed.pop();
+        if (!c.gone) this.found(c);
+      }
+      this.armDelayed();
+      this.pump();
+    }, Math.max(0, next.mtimeMs - Date.now()));
   }
 
   private settle(): void {
@@ -205,11 +278,8 @@ export class Daemon {
     this.pumping = true;
     try {
       while (this.opts.jobs === 0 || this.running.size < this.opts.jobs) {
-        const held = this.load.holds({ load: this.opts.load, cpu: this.opts.cpu });
-        if (held) { this.hold(held); break; }
-        const group = this.groups.next(() => true);
+        const group = this.groups.next((g) => this.mayStart(g));
         if (!group) break;
-        this.release();
         const c = group.queue.pop()!;
         this.scanner.forget(c);
         const job = this.claim(c);
@@ -218,22 +288,23 @@ export class Daemon {
     } finally {
       this.pumping = false;
     }
+    const waiting = this.groups.all().some((g) => g.peek() !== undefined);
+    // a barrier may lift without any event: look again in a second
+    if (waiting && this.holds.reason() !== null) this.recheck ??= setTimeout(() => { this.recheck = null; this.pump(); }, 1000);
+    this.hooks.update(this.groups.queued() + this.settling.size + this.delayed.size, this.running.size + this.busy.size, waiting);
     this.checkDrained();
   }
 
-  /** A barrier holds jobs back: say so once, and look again in a second. */
-  private hold(reason: string): void {
-    if (this.heldBy === null && this.groups.queued() > 0) {
-      this.log.info('barrier-hold', { reason, queued: this.groups.queued() });
-      this.heldBy = reason;
-    }
-    this.recheck ??= setTimeout(() => { this.recheck = null; this.pump(); }, 1000);
-  }
-
-  private release(): void {
-    if (this.heldBy === null) return;
-    this.log.info('barrier-release', { was: this.heldBy });
-    this.heldBy = null;
+  /** The barriers of the node and of the group: a hold is logged once, and its release once. */
+  private mayStart(g: Group): boolean {
+    const node = this.load.holds({ load: this.opts.load, cpu: this.opts.cpu });
+    if (node) { this.holds.hold('node', node, this.groups.queued()); return false; }
+    this.holds.release('node');
+    const s = g.settings;
+    const group = s.load !== undefined || s.cpu !== undefined ? this.load.holds({ load: s.load, cpu: s.cpu }) : null;
+    if (group) { this.holds.hold(`group ${g.name}`, group, g.queue.size); return false; }
+    this.holds.release(`group ${g.name}`);
+    return true;
   }
 
   // ---- claim ----
@@ -287,7 +358,7 @@ export class Daemon {
     } else {
       const now = new Date();
       this.log.warn('job-start-failed', { id: job.id, name: m.name, group: m.group, error: r.error });
-      this.complete(job, { status: 'failed', exitCode: null, signal: null, started: null, finished: now, error: r.error });
+      this.complete(job, { status: 'failed', exitCode: null, signal: null, started: null, finished: now, error: r.error }, group);
     }
   }
 
@@ -366,12 +437,40 @@ export class Daemon {
         this.log.error('requeue-failed', { id, error: errText(err) });
       }
     } else {
-      this.complete(r.job, outcome);
+      this.complete(r.job, outcome, r.group);
     }
     this.pump();
   }
 
-  private complete(job: ClaimedJob, outcome: Outcome): void {
+  /**
+   * A failed attempt with retries left goes to retry/ and runs again after
+   * BACKOFF·2^(attempt−1) (±20 % jitter, so that a burst of failures does
+   * not come back as a burst), capped at an hour.
+   */
+  private retryLater(job: ClaimedJob, group: Group, outcome: Outcome): boolean {
+    if (outcome.status !== 'failed' && outcome.status !== 'timeout') return false;
+    const retries = group.settings.retries ?? this.opts.retries;
+    if (job.meta.attempt > retries) return false;
+    const base = group.settings.backoff ?? this.opts.backoffMs;
+    const delay = Math.min(BACKOFF_CAP_MS, base * 2 ** (job.meta.attempt - 1)) * (0.8 + 0.4 * Math.random());
+    const due = Date.now() + delay;
+    const why = outcome.error ?? (outcome.signal ? `signal ${outcome.signal}` : `exit ${outcome.exitCode}`);
+    try {
+      const r = this.finisher.requeue(job, due, `${outcome.status}: ${why}`, outcome);
+      this.log.warn('job-retry', {
+        id: job.id, name: job.meta.name, group: job.meta.group, status: outcome.status, exit: outcome.exitCode,
+        attempt: job.meta.attempt, next_attempt: r.meta.attempt, retries, delay_ms: Math.round(delay),
+      });
+      this.scanner.addRetry(r.entry, due, r.meta);
+      return true;
+    } catch (err) {
+      this.log.error('requeue-failed', { id: job.id, error: errText(err) });
+      return false;
+    }
+  }
+
+  private complete(job: ClaimedJob, outcome: Outcome, group = this.groupFor(job.meta.dir)): void {
+    if (this.retryLater(job, group, outcome)) return;
     if (outcome.status !== 'done') this.failures++;
     let record: JobRecord;
     try {
@@ -426,7 +525,7 @@ export class Daemon {
   /** --once: exit when nothing is queued, running or waiting. */
   private checkDrained(): void {
     if (!this.opts.once || this.stopping) return;
-    if (this.running.size > 0 || this.busy.size > 0 || this.settling.size > 0 || this.heldBy !== null) return;
+    if (this.running.size > 0 || this.busy.size > 0 || this.settling.size > 0 || this.delayed.size > 0) return;
     if (this.groups.all().some((g) => g.peek() !== undefined)) return;
     // a last look: anything dropped while we were busy?
     this.scanner.scanAll();
@@ -456,6 +555,7 @@ export class Daemon {
     process.on('SIGINT', onStop);
     process.on('SIGHUP', () => {
       this.log.info('reload', { reason: 'SIGHUP' });
+      for (const g of this.groups.all()) g.settingsStamp = undefined;
       this.rescan();
     });
   }
@@ -467,7 +567,8 @@ export class Daemon {
   private async shutdown(code: number): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
-    for (const t of [this.recheck, this.settleTimer]) if (t) clearTimeout(t);
+    for (const t of [this.recheck, this.settleTimer, this.delayedTimer]) if (t) clearTimeout(t);
+    this.hooks.stop();
     await this.watcher?.stop();
     for (const b of this.busy.values()) { clearTimeout(b.timer); this.requeueBusy(b.job); }
     this.busy.clear();

@@ -1,5 +1,7 @@
 // The daemon's settings after the command line has been parsed and checked.
 
+import type { HookSpec } from './schedule/hooks.js';
+import type { GroupSettings } from './schedule/groups.js';
 import type { WatchMode } from './spool/watch.js';
 
 export interface DaemonOptions {
@@ -25,4 +27,13 @@ export interface DaemonOptions {
   keepAgeMs: number;
   logFormat: 'text' | 'json';
   verbosity: number;
+  /** --retries / --backoff: defaults for every group */
+  retries: number;
+  backoffMs: number;
+  /** --group NAME:key=value,…: this node's settings per group, over the group's .group.json */
+  groupSettings: Map<string, GroupSettings>;
+  /** --groups a,b: serve only these groups (undefined = all) */
+  groups?: string[];
+  onIdle?: HookSpec;
+  onSaturated?: HookSpec;
 }

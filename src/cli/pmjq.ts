@@ -8,6 +8,8 @@ import { hideBin } from 'yargs/helpers';
 import { Daemon } from '../daemon.js';
 import type { DaemonOptions } from '../options.js';
 import { normaliseCpu } from '../schedule/barrier.js';
+import type { GroupSettings } from '../schedule/groups.js';
+import { parseGroupFlag } from '../schedule/settings.js';
 import { Logger } from '../util/log.js';
 import { VERSION } from '../version.js';
 import { EXIT_FAILED, UsageError, duration, existingDir, number, usageExit, writableDir } from './common.js';
@@ -25,6 +27,14 @@ const parser = yargs(hideBin(process.argv))
   .option('cpu', { alias: 'c', type: 'string', describe: 'start no job while CPU use is at or above LIMIT (0–1, or percent)', requiresArg: true })
   .option('jobs', { alias: 'j', type: 'string', describe: `run at most N jobs at once (default: CPUs, ${os.availableParallelism()}; 0 = no limit)`, requiresArg: true })
   .option('timeout', { type: 'string', describe: 'stop a job after DURATION (SIGTERM, then SIGKILL)', requiresArg: true })
+  .option('retries', { type: 'string', default: '0', describe: 'run a failed job again up to N more times', requiresArg: true })
+  .option('backoff', { type: 'string', default: '10s', describe: 'wait BASE·2^(attempt−1) (±20 %, at most 1h) before a retry', requiresArg: true })
+  .option('group', { alias: 'g', type: 'string', array: true, describe: 'settings of a group, over its .group.json: NAME:max=N,load=L,cpu=C,timeout=D,retries=N,backoff=D', requiresArg: true })
+  .option('groups', { type: 'string', describe: 'serve only these groups (comma-separated; the top level is "default")', requiresArg: true })
+  .option('on-idle', { type: 'string', describe: 'run CMD (sh -c) once nothing has been queued or running for --idle-after', requiresArg: true })
+  .option('idle-after', { type: 'string', default: '5m', describe: 'idle time before --on-idle runs', requiresArg: true })
+  .option('on-saturated', { type: 'string', describe: 'run CMD (sh -c) once queued jobs have been held back for --saturated-after', requiresArg: true })
+  .option('saturated-after', { type: 'string', default: '5m', describe: 'held-back time before --on-saturated runs', requiresArg: true })
   .option('once', { type: 'boolean', describe: 'run what is queued, then exit (0 if every job succeeded, 1 otherwise)' })
   .option('poll', { type: 'string', default: '1s', describe: 'rescan the spool every DURATION', requiresArg: true })
   .option('watch', { choices: ['auto', 'inotify', 'poll'], default: 'auto', describe: 'how new jobs are noticed (auto: poll on NFS/SMB/FUSE)' })
@@ -78,7 +88,26 @@ function options(a: Awaited<ReturnType<typeof parser.parse>>): DaemonOptions {
     keepAgeMs: duration('--keep-age', a['keep-age']),
     logFormat: a['log-format'] as 'text' | 'json',
     verbosity: (a.verbose ?? 0) - (a.quiet ?? 0),
+    retries: number('--retries', a.retries, { min: 0, integer: true }),
+    backoffMs: duration('--backoff', a.backoff),
+    groupSettings: groupSettings(a.group ?? []),
+    groups: a.groups !== undefined ? a.groups.split(',').map((g) => g.trim()).filter(Boolean) : undefined,
+    onIdle: a['on-idle'] !== undefined ? { command: a['on-idle'], afterMs: duration('--idle-after', a['idle-after']) } : undefined,
+    onSaturated: a['on-saturated'] !== undefined ? { command: a['on-saturated'], afterMs: duration('--saturated-after', a['saturated-after']) } : undefined,
   };
+}
+
+function groupSettings(flags: string[]): Map<string, GroupSettings> {
+  const out = new Map<string, GroupSettings>();
+  for (const f of flags) {
+    try {
+      const { group, settings } = parseGroupFlag(f);
+      out.set(group, { ...out.get(group), ...settings });
+    } catch (err) {
+      throw new UsageError(`--group: ${(err as Error).message}`);
+    }
+  }
+  return out;
 }
 
 async function main(): Promise<void> {

@@ -19,6 +19,7 @@
 
 import fs from 'node:fs';
 import os from 'node:os';
+import type { Logger } from '../util/log.js';
 
 const TAU_S = 60;
 
@@ -113,5 +114,33 @@ function readCpuTimes(): { busy: number; total: number } {
       busy += sum - t.idle;
     }
     return { busy, total };
+  }
+}
+
+/**
+ * Which barriers hold jobs back right now. A hold is logged when it starts
+ * and when it ends, not on every scheduling pass.
+ */
+export class Holds {
+  private readonly active = new Map<string, string>();
+  constructor(private readonly log: Logger) {}
+
+  hold(what: string, reason: string, queued: number): void {
+    if (this.active.has(what)) return;
+    this.active.set(what, reason);
+    this.log.info('barrier-hold', { barrier: what, reason, queued });
+  }
+
+  release(what: string): void {
+    const was = this.active.get(what);
+    if (was === undefined) return;
+    this.active.delete(what);
+    this.log.info('barrier-release', { barrier: what, was });
+  }
+
+  /** the first active hold, or null */
+  reason(): string | null {
+    for (const [what, reason] of this.active) return `${what}: ${reason}`;
+    return null;
   }
 }

@@ -20,9 +20,23 @@ export interface GroupSettings {
 export class Group {
   readonly queue = new Heap<Candidate>(olderFirst);
   running = 0;
-  settings: GroupSettings = {};
+  /** spool-relative directory ('' = top level); undefined for groups that exist only in memory */
+  dir?: string;
+  /** from the group's .group.json, and the identity of the file they were read from */
+  fileSettings: GroupSettings = {};
+  settingsStamp?: string;
+  /** from --group on the command line: these win */
+  cliSettings: GroupSettings = {};
 
   constructor(readonly name: string) {}
+
+  get settings(): GroupSettings {
+    return { ...this.fileSettings, ...this.cliSettings };
+  }
+
+  effective(): Record<string, number | undefined> {
+    return { ...this.settings };
+  }
 
   /** The oldest candidate still in the spool, dropping ones that left meanwhile. */
   peek(): Candidate | undefined {

@@ -80,18 +80,24 @@ export class Finisher {
     return record;
   }
 
-  /** Put a job back for another attempt: its whole claimed directory moves to retry/ in one rename. */
-  requeue(job: ClaimedJob, dueMs: number, why: string, outcome: Outcome | null): JobRecord | null {
+  /**
+   * Put a job back for another attempt: its whole claimed directory (file,
+   * metadata, log) moves to retry/DUE.ID in one rename. Returns the entry's
+   * name and the updated metadata, and the record of the attempt that ended.
+   */
+  requeue(job: ClaimedJob, dueMs: number, why: string, outcome: Outcome | null): { entry: string; meta: JobMeta; record: JobRecord | null } {
     const meta: JobMeta = { ...job.meta, attempt: job.meta.attempt + 1, previous: why };
     writeFileAtomic(path.join(job.dir, META_FILE), JSON.stringify(meta) + '\n');
-    const entry = path.join(this.layout.retry, `${Math.round(dueMs)}.${meta.id}`);
+    const name = `${Math.round(dueMs)}.${meta.id}`;
+    const entry = path.join(this.layout.retry, name);
     fs.renameSync(job.dir, entry);
-    if (outcome === null) return null;
+    if (outcome === null) return { entry: name, meta, record: null };
     const record = this.record(job.meta, outcome);
     record.archive = path.join(entry, meta.file);
     record.log = path.join(entry, LOG_FILE);
+    if (outcome.status !== 'interrupted') record.retry_at = new Date(dueMs).toISOString();
     this.appendHistory(record);
-    return record;
+    return { entry: name, meta, record };
   }
 
   /** Move an unacceptable file to rejected/ with the reason; it is never opened or run. */

@@ -27,4 +27,6 @@ export interface JobRecord {
   log: string | null;
   /** why it failed to start, was rejected or interrupted */
   error?: string;
+  /** set when this attempt failed and the job waits in retry/ for attempt + 1 at this time */
+  retry_at?: string;
 }

@@ -8,7 +8,7 @@ import path from 'node:path';
 import type { Candidate } from './candidate.js';
 import { classify, isHidden, type ClassifyContext } from './classify.js';
 import { groupOf, type Layout } from './layout.js';
-import { readMeta } from './meta.js';
+import { readMeta, type JobMeta } from './meta.js';
 import * as names from './names.js';
 import { errText, isErrno } from '../util/fsx.js';
 import type { Logger } from '../util/log.js';
@@ -183,6 +183,20 @@ export class Scanner {
     }
   }
 
+  /**
+   * A job waiting in retry/ as a candidate. Its order key is its due time
+   * until it is due; the scheduler then orders it by its creation time.
+   */
+  addRetry(entry: string, due: number, meta: JobMeta): void {
+    const c: Candidate = {
+      group: meta.group, dir: meta.dir, name: Buffer.from(meta.file), key: entry,
+      mtimeMs: due, size: 0, uid: meta.owner, seenAt: Date.now(), gone: false,
+      retry: { entry, meta },
+    };
+    this.retryEntries.set(entry, c);
+    this.events.found(c);
+  }
+
   /** Jobs waiting for another attempt: entries DUE.ID in .pmjq/retry. */
   scanRetry(): void {
     let list: string[];
@@ -209,13 +223,7 @@ export class Scanner {
         continue;
       }
       if (!this.serves(meta.group)) continue;
-      const c: Candidate = {
-        group: meta.group, dir: meta.dir, name: Buffer.from(meta.file), key: entry,
-        mtimeMs: due, size: 0, uid: meta.owner, seenAt: Date.now(), gone: false,
-        retry: { entry, meta },
-      };
-      this.retryEntries.set(entry, c);
-      this.events.found(c);
+      this.addRetry(entry, due, meta);
     }
     for (const [entry, c] of this.retryEntries) {
       if (!present.has(entry)) { c.gone = true; this.retryEntries.delete(entry); }
