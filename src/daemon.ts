@@ -11,7 +11,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Heartbeat } from './cluster/heartbeat.js';
+import { Membership } from './cluster/membership.js';
 import { deadLocalNodes, recoverNode } from './cluster/recovery.js';
+import { Slots } from './cluster/slots.js';
 import type { DaemonOptions } from './options.js';
 import { JobProcess, type JobEnd } from './run/job-process.js';
 import { findSetpriv, lookupUser, type RunAs } from './run/privileges.js';
@@ -36,6 +38,8 @@ interface Running {
   job: ClaimedJob;
   proc: JobProcess;
   group: Group;
+  /** cluster_max slot held while it runs */
+  slot?: string;
 }
 
 /** A claimed job whose file is still being written (ETXTBSY): tried again later. */
@@ -44,11 +48,14 @@ interface Busy {
   group: Group;
   tries: number;
   timer: NodeJS.Timeout;
+  slot?: string;
 }
 
 const SHARED_FS_SETTLE_MS = 2000;
 /** Retry delays double per attempt up to this. */
 const BACKOFF_CAP_MS = 3_600_000;
+/** Node crashes a job may live through beyond its retries before it is archived as failed. */
+const MAX_INTERRUPTIONS = 3;
 
 export class Daemon {
   readonly node: string;
@@ -70,6 +77,12 @@ export class Daemon {
   private delayedTimer: NodeJS.Timeout | null = null;
   private readonly holds: Holds;
   private readonly hooks: Hooks;
+  private readonly slots: Slots;
+  private readonly membership: Membership;
+  /** monotonic time of the last heartbeat written */
+  private lastBeat = performance.now();
+  /** the heartbeat could not be renewed for half the lease: claim nothing, run nothing */
+  private fenced = false;
   private readonly asRoot = process.getuid?.() === 0;
   private readonly setpriv: string | null;
   private readonly baseEnv: NodeJS.ProcessEnv;
@@ -103,6 +116,8 @@ export class Daemon {
       (group) => !opts.groups || opts.groups.includes(group),
     );
     this.holds = new Holds(log);
+    this.slots = new Slots(this.layout.state, this.node);
+    this.membership = new Membership(this.layout, this.node, opts.leaseMs);
     for (const [name, settings] of opts.groupSettings) this.groups.get(name).cliSettings = settings;
     this.hooks = new Hooks(
       { idle: opts.onIdle, saturated: opts.onSaturated, env: { PMJQ_NODE: this.node, PMJQ_SPOOL: this.layout.spool } },
@@ -131,10 +146,10 @@ export class Daemon {
     });
 
     this.heartbeat = new Heartbeat(this.layout, this.node, VERSION, new Date(), () => ({
-      groups: null, running: this.running.size, queued: this.groups.queued(),
-      state: this.stopping ? 'stopping' : this.running.size > 0 ? 'processing' : 'idle',
-    }));
-    this.heartbeat.start((err) => this.log.warn('heartbeat-failed', { error: errText(err) }));
+      groups: o.groups ?? null, running: this.running.size, queued: this.groups.queued(),
+      state: this.stopping ? 'stopping' : this.fenced ? 'fenced' : this.running.size > 0 ? 'processing' : 'idle',
+    }), Math.min(5000, o.leaseMs / 4));
+    this.heartbeat.start((fsNow) => this.beaten(fsNow), (err) => this.beatFailed(err));
     this.recoverDeadLocalNodes();
     const pruned = this.finisher.pruneOld();
     if (pruned) this.log.info('pruned', { dir: this.layout.doneRoot, files: pruned });
@@ -274,7 +289,7 @@ export class Daemon {
   // ---- schedule ----
 
   private pump(): void {
-    if (this.stopping || this.pumping) return;
+    if (this.stopping || this.pumping || this.fenced) return;
     this.pumping = true;
     try {
       while (this.opts.jobs === 0 || this.running.size < this.opts.jobs) {
@@ -283,10 +298,18 @@ export class Daemon {
         const c = group.queue.pop()!;
         this.scanner.forget(c);
         const job = this.claim(c);
-        if (job) this.start(job, group);
+        if (job) {
+          const slot = group.slot;
+          group.slot = undefined;
+          this.start(job, group, slot);
+        }
       }
     } finally {
       this.pumping = false;
+    }
+    // a cluster slot taken for a candidate that another node claimed first goes back
+    for (const g of this.groups.all()) {
+      if (g.slot !== undefined && g.peek() === undefined) { this.slots.release(g.slot); g.slot = undefined; }
     }
     const waiting = this.groups.all().some((g) => g.peek() !== undefined);
     // a barrier may lift without any event: look again in a second
@@ -304,6 +327,16 @@ export class Daemon {
     const group = s.load !== undefined || s.cpu !== undefined ? this.load.holds({ load: s.load, cpu: s.cpu }) : null;
     if (group) { this.holds.hold(`group ${g.name}`, group, g.queue.size); return false; }
     this.holds.release(`group ${g.name}`);
+    const clusterMax = s.cluster_max;
+    if (clusterMax && g.slot === undefined) {
+      try {
+        g.slot = this.slots.acquire(g.name, clusterMax, this.ids.next()) ?? undefined;
+      } catch (err) {
+        this.log.error('slot-failed', { group: g.name, error: errText(err) });
+      }
+      if (g.slot === undefined) { this.holds.hold(`cluster ${g.name}`, `cluster_max ${clusterMax} reached`, g.queue.size); return false; }
+      this.holds.release(`cluster ${g.name}`);
+    }
     return true;
   }
 
@@ -326,7 +359,7 @@ export class Daemon {
 
   // ---- run ----
 
-  private start(job: ClaimedJob, group: Group): void {
+  private start(job: ClaimedJob, group: Group, slot?: string): void {
     const m = job.meta;
     const proc = new JobProcess({
       id: job.id,
@@ -348,14 +381,15 @@ export class Daemon {
       r = { ok: false as const, busy: false as const, error: errText(err) };
     }
     if (r.ok) {
-      this.running.set(job.id, { job, proc, group });
+      this.running.set(job.id, { job, proc, group, slot });
       group.running++;
       this.load.jobStarted(job.id);
       this.log.info('job-start', { id: job.id, name: m.name, group: m.group, attempt: m.attempt, pid: proc.pid });
       void proc.ended.then((end) => this.ended(job.id, end));
     } else if (r.busy) {
-      this.notReady(job, group);
+      this.notReady(job, group, 0, slot);
     } else {
+      if (slot) this.slots.release(slot);
       const now = new Date();
       this.log.warn('job-start-failed', { id: job.id, name: m.name, group: m.group, error: r.error });
       this.complete(job, { status: 'failed', exitCode: null, signal: null, started: null, finished: now, error: r.error }, group);
@@ -392,15 +426,15 @@ export class Daemon {
   }
 
   /** ETXTBSY: someone still writes the file. Not a failure: try again, backing off to 5 s. */
-  private notReady(job: ClaimedJob, group: Group, tries = 0): void {
+  private notReady(job: ClaimedJob, group: Group, tries = 0, slot?: string): void {
     if (tries === 0) this.log.info('job-not-ready', { id: job.id, name: job.meta.name, reason: 'file still open for writing (ETXTBSY)' });
     const delay = Math.min(5000, 50 * 2 ** tries);
     const timer = setTimeout(() => {
       this.busy.delete(job.id);
-      if (this.stopping) return this.requeueBusy(job);
-      this.start(job, group);
+      if (this.stopping) { if (slot) this.slots.release(slot); return this.requeueBusy(job); }
+      this.start(job, group, slot);
     }, delay);
-    this.busy.set(job.id, { job, group, tries: tries + 1, timer });
+    this.busy.set(job.id, { job, group, tries: tries + 1, timer, slot });
   }
 
   private requeueBusy(job: ClaimedJob): void {
@@ -422,10 +456,11 @@ export class Daemon {
     r.group.running--;
     this.load.jobEnded(id);
     if (end.busy) {
-      this.notReady(r.job, r.group, this.busy.get(id)?.tries ?? 1);
+      this.notReady(r.job, r.group, this.busy.get(id)?.tries ?? 1, r.slot);
       this.pump();
       return;
     }
+    if (r.slot) this.slots.release(r.slot);
     const status: JobStatus =
       end.reason === 'exit' ? (end.exitCode === 0 ? 'done' : 'failed') : end.reason;
     const outcome: Outcome = { status, exitCode: end.exitCode, signal: end.signal, started: end.started, finished: end.finished };
@@ -476,6 +511,11 @@ export class Daemon {
     try {
       record = this.finisher.finish(job, outcome);
     } catch (err) {
+      if (!fs.existsSync(job.dir)) {
+        // we were taken for dead (fenced too late?) and another node requeued it
+        this.log.error('job-lost-to-recovery', { id: job.id, name: job.meta.name, error: 'its claimed directory was taken over by another node; that node requeued it' });
+        return;
+      }
       this.log.error('archive-failed', {
         id: job.id, name: job.meta.name, error: errText(err),
         kept_in: job.dir, retry: 'the archive step is tried again every poll interval',
@@ -495,6 +535,10 @@ export class Daemon {
   private retryUnfinished(): void {
     const pending = this.unfinished.splice(0);
     for (const p of pending) {
+      if (!fs.existsSync(p.job.dir)) {
+        this.log.error('job-lost-to-recovery', { id: p.job.id, name: p.job.meta.name, error: 'its claimed directory was taken over by another node' });
+        continue;
+      }
       try {
         const rec = this.finisher.finish(p.job, p.outcome);
         this.log.info('archive-recovered', { id: p.job.id, archive: rec.archive });
@@ -512,14 +556,51 @@ export class Daemon {
   // ---- lifetime ----
 
   private recoverDeadLocalNodes(): void {
-    for (const dead of deadLocalNodes(this.layout, this.node)) {
-      try {
-        recoverNode(this.layout, this.node, dead, this.finisher, this.log);
-      } catch (err) {
-        this.log.error('recover-failed', { node: dead, error: errText(err) });
-      }
-    }
+    for (const dead of deadLocalNodes(this.layout, this.node)) this.recover(dead);
     this.scanner.scanRetry();
+  }
+
+  /** Take over a stale node's claimed jobs, free its cluster slots, remove its heartbeat. */
+  private recover(dead: string): void {
+    try {
+      const exhausted = (m: { group: string; attempt: number }): boolean =>
+        m.attempt > (this.groups.get(m.group).settings.retries ?? this.opts.retries) + MAX_INTERRUPTIONS;
+      recoverNode(this.layout, this.node, dead, this.finisher, this.log, exhausted);
+      const freed = this.slots.releaseNode(dead);
+      if (freed) this.log.info('slots-freed', { node: dead, slots: freed });
+      try { fs.unlinkSync(this.layout.heartbeat(dead)); } catch { /* gone */ }
+    } catch (err) {
+      this.log.error('recover-failed', { node: dead, error: errText(err) });
+    }
+  }
+
+  // ---- membership ----
+
+  private beaten(fsNow: number): void {
+    this.lastBeat = performance.now();
+    if (this.fenced) {
+      this.fenced = false;
+      this.log.warn('unfenced', { node: this.node, note: 'heartbeat renewed: claiming again' });
+    }
+    // a node taken for dead has lost its claimed area to a recoverer: make a new one
+    fs.mkdirSync(this.layout.claimed(this.node), { recursive: true });
+    if (this.stopping) return;
+    const stale = this.membership.stale(fsNow);
+    for (const dead of stale) this.recover(dead);
+    if (stale.length) { this.scanner.scanRetry(); this.pump(); }
+  }
+
+  /** Self-fencing (DESIGN §7.1): unable to renew the heartbeat for half the lease, stop claiming and stop our jobs before others recover them. */
+  private beatFailed(err: unknown): void {
+    const silent = performance.now() - this.lastBeat;
+    this.log.warn('heartbeat-failed', { node: this.node, error: errText(err), silent_ms: Math.round(silent) });
+    if (this.fenced || silent < this.opts.leaseMs / 2) return;
+    this.fenced = true;
+    this.log.error('fenced', {
+      node: this.node, running: this.running.size,
+      error: `heartbeat not renewed for ${Math.round(silent)} ms (half the lease): stopped claiming and stopping running jobs so that other nodes can recover them`,
+    });
+    this.interruptAll();
   }
 
   /** --once: exit when nothing is queued, running or waiting. */
@@ -570,7 +651,8 @@ export class Daemon {
     for (const t of [this.recheck, this.settleTimer, this.delayedTimer]) if (t) clearTimeout(t);
     this.hooks.stop();
     await this.watcher?.stop();
-    for (const b of this.busy.values()) { clearTimeout(b.timer); this.requeueBusy(b.job); }
+    for (const b of this.busy.values()) { clearTimeout(b.timer); if (b.slot) this.slots.release(b.slot); this.requeueBusy(b.job); }
+    for (const g of this.groups.all()) if (g.slot !== undefined) { this.slots.release(g.slot); g.slot = undefined; }
     this.busy.clear();
     if (this.running.size > 0) {
       const grace = setTimeout(() => this.interruptAll(), this.opts.graceMs);

@@ -34,6 +34,8 @@ export interface DaemonOptions {
   groupSettings: Map<string, GroupSettings>;
   /** --groups a,b: serve only these groups (undefined = all) */
   groups?: string[];
+  /** a node whose heartbeat is older than this is stale (DESIGN §7.1) */
+  leaseMs: number;
   onIdle?: HookSpec;
   onSaturated?: HookSpec;
 }

@@ -41,6 +41,7 @@ const parser = yargs(hideBin(process.argv))
   .option('settle', { type: 'string', describe: 'take a file only once unchanged for DURATION (default: 0 locally, 2s on shared filesystems)', requiresArg: true })
   .option('grace', { type: 'string', default: '10s', describe: 'on SIGTERM, let running jobs finish for DURATION before stopping them', requiresArg: true })
   .option('kill-grace', { type: 'string', default: '5s', describe: 'after SIGTERM, SIGKILL a job that is still running after DURATION', requiresArg: true })
+  .option('lease', { type: 'string', default: '60s', describe: 'a node whose heartbeat is older than DURATION is stale: its jobs are recovered', requiresArg: true })
   .option('allow-root', { type: 'boolean', describe: 'as root, run root-owned jobs (otherwise they are rejected)' })
   .option('keep', { type: 'string', default: '1000', describe: 'without -o: keep logs and records of the last N jobs in SPOOL/.pmjq/done', requiresArg: true })
   .option('keep-age', { type: 'string', default: '7d', describe: 'without -o: and none older than DURATION', requiresArg: true })
@@ -88,6 +89,7 @@ function options(a: Awaited<ReturnType<typeof parser.parse>>): DaemonOptions {
     keepAgeMs: duration('--keep-age', a['keep-age']),
     logFormat: a['log-format'] as 'text' | 'json',
     verbosity: (a.verbose ?? 0) - (a.quiet ?? 0),
+    leaseMs: Math.max(1000, duration('--lease', a.lease)),
     retries: number('--retries', a.retries, { min: 0, integer: true }),
     backoffMs: duration('--backoff', a.backoff),
     groupSettings: groupSettings(a.group ?? []),
@@ -111,6 +113,13 @@ function groupSettings(flags: string[]): Map<string, GroupSettings> {
 }
 
 async function main(): Promise<void> {
+  // Test hook: pretend this node's clock is off by N ms (cluster tests prove
+  // that staleness is judged by the shared filesystem's clock, not ours).
+  const skew = Number(process.env.PMJQ_TEST_CLOCK_SKEW_MS ?? 0);
+  if (skew) {
+    const realNow = Date.now.bind(Date);
+    Date.now = () => realNow() + skew;
+  }
   const a = await parser.parse();
   let opts: DaemonOptions;
   try {

@@ -17,7 +17,7 @@ export interface NodeState {
   running: number;
   queued: number;
   load: number;
-  state: 'idle' | 'processing' | 'stopping';
+  state: 'idle' | 'processing' | 'stopping' | 'fenced';
 }
 
 export class Heartbeat {
@@ -32,7 +32,8 @@ export class Heartbeat {
     private readonly everyMs = 5000,
   ) {}
 
-  beat(): void {
+  /** Write the heartbeat; returns its mtime: the shared filesystem's clock, now. */
+  beat(): number {
     const s = this.snapshot();
     const state: NodeState = {
       node: this.node,
@@ -44,11 +45,18 @@ export class Heartbeat {
       load: os.loadavg()[0]!,
       ...s,
     };
-    writeFileAtomic(this.layout.heartbeat(this.node), JSON.stringify(state) + '\n');
+    const file = this.layout.heartbeat(this.node);
+    writeFileAtomic(file, JSON.stringify(state) + '\n');
+    return fs.statSync(file).mtimeMs;
   }
 
-  start(onError: (err: unknown) => void): void {
-    const tick = (): void => { try { this.beat(); } catch (err) { onError(err); } };
+  /** Beat now and every `everyMs`; `onBeat` gets the filesystem time, `onError` the failure. */
+  start(onBeat: (fsNow: number) => void, onError: (err: unknown) => void): void {
+    const tick = (): void => {
+      let fsNow: number;
+      try { fsNow = this.beat(); } catch (err) { onError(err); return; }
+      onBeat(fsNow);
+    };
     tick();
     this.timer = setInterval(tick, this.everyMs);
     this.timer.unref();

@@ -8,7 +8,7 @@ import path from 'node:path';
 import type { ClaimedJob } from '../spool/claim.js';
 import type { Finisher } from '../spool/finish.js';
 import { hostName, parseNodeId, type Layout } from '../spool/layout.js';
-import { readMeta } from '../spool/meta.js';
+import { readMeta, type JobMeta } from '../spool/meta.js';
 import { errText, isErrno, removeTree } from '../util/fsx.js';
 import type { Logger } from '../util/log.js';
 
@@ -51,7 +51,11 @@ export function killLeftovers(node: string): number {
  * Take over `dead`'s claimed area and requeue its jobs. Returns the number of
  * jobs requeued, or null when another node took it first.
  */
-export function recoverNode(layout: Layout, me: string, dead: string, finisher: Finisher, log: Logger): number | null {
+export function recoverNode(
+  layout: Layout, me: string, dead: string, finisher: Finisher, log: Logger,
+  /** true when a job has been interrupted too often to run again: it is archived as failed */
+  exhausted: (meta: JobMeta) => boolean = () => false,
+): number | null {
   const taken = path.join(layout.claimedRoot, `.recovering.${dead}.by.${me}`);
   try {
     fs.renameSync(layout.claimed(dead), taken);
@@ -73,10 +77,14 @@ export function recoverNode(layout: Layout, me: string, dead: string, finisher: 
       }
       const job: ClaimedJob = { id: meta.id, dir, file, meta };
       const now = new Date();
-      finisher.requeue(job, now.getTime(), `interrupted: node ${dead} died`, {
-        status: 'interrupted', exitCode: null, signal: null, started: null, finished: now, error: `node ${dead} died`,
-      });
-      requeued++;
+      const outcome = { status: 'interrupted' as const, exitCode: null, signal: null, started: null, finished: now, error: `node ${dead} died` };
+      if (exhausted(meta)) {
+        const rec = finisher.finish(job, { ...outcome, status: 'failed', error: `node ${dead} died while running it, and it has been interrupted too often (attempt ${meta.attempt})` });
+        log.warn('job-end', { id: meta.id, name: meta.name, group: meta.group, status: 'failed', error: rec.error, archive: rec.archive });
+      } else {
+        finisher.requeue(job, now.getTime(), `interrupted: node ${dead} died`, outcome);
+        requeued++;
+      }
     } catch (err) {
       log.error('recover-failed', { node: dead, job: dir, error: errText(err) });
     }

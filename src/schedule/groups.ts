@@ -27,6 +27,8 @@ export class Group {
   settingsStamp?: string;
   /** from --group on the command line: these win */
   cliSettings: GroupSettings = {};
+  /** a cluster_max slot taken for the next job of this group */
+  slot?: string;
 
   constructor(readonly name: string) {}
 
