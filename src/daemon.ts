@@ -12,6 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Heartbeat } from './cluster/heartbeat.js';
 import { Membership } from './cluster/membership.js';
+import { doneKill, readControl, type ControlState } from './control/requests.js';
 import { deadLocalNodes, recoverNode } from './cluster/recovery.js';
 import { Slots } from './cluster/slots.js';
 import type { DaemonOptions } from './options.js';
@@ -83,6 +84,8 @@ export class Daemon {
   private lastBeat = performance.now();
   /** the heartbeat could not be renewed for half the lease: claim nothing, run nothing */
   private fenced = false;
+  /** pmjqctl pause/kill requests, read every poll */
+  private control: ControlState = { pauseAll: false, paused: new Set(), kills: [] };
   private readonly asRoot = process.getuid?.() === 0;
   private readonly setpriv: string | null;
   private readonly baseEnv: NodeJS.ProcessEnv;
@@ -157,6 +160,7 @@ export class Daemon {
     this.installSignals();
     this.scanner.scanAll();
     this.refreshSettings();
+    this.readControl();
     if (!o.once) {
       this.watcher = new Watcher(this.layout.spool, this.mode, o.pollMs, {
         entry: (dir, name) => this.scanner.hint(dir, Buffer.from(name)),
@@ -179,7 +183,31 @@ export class Daemon {
     if (this.stopping) return;
     this.scanner.scanAll();
     this.refreshSettings();
+    this.readControl();
     this.pump();
+  }
+
+  /** pmjqctl's pause flags and kill requests. */
+  private readControl(): void {
+    this.control = readControl(this.layout);
+    for (const id of this.control.kills) {
+      const r = this.running.get(id);
+      const b = this.busy.get(id);
+      if (!r && !b) continue; // another node's job (or already over)
+      this.log.warn('job-kill', { id, name: (r ?? b)!.job.meta.name, requested_by: 'pmjqctl kill' });
+      if (r) r.proc.kill('killed');
+      if (b) {
+        clearTimeout(b.timer);
+        this.busy.delete(id);
+        if (b.slot) this.slots.release(b.slot);
+        this.complete(b.job, { status: 'killed', exitCode: null, signal: null, started: null, finished: new Date(), error: 'killed before it started' }, b.group);
+      }
+      doneKill(this.layout, id);
+    }
+  }
+
+  private paused(g: Group): boolean {
+    return this.control.pauseAll || this.control.paused.has(g.name);
   }
 
   /** The group of a spool directory, remembering where its settings file is. */
@@ -314,12 +342,16 @@ export class Daemon {
     const waiting = this.groups.all().some((g) => g.peek() !== undefined);
     // a barrier may lift without any event: look again in a second
     if (waiting && this.holds.reason() !== null) this.recheck ??= setTimeout(() => { this.recheck = null; this.pump(); }, 1000);
-    this.hooks.update(this.groups.queued() + this.settling.size + this.delayed.size, this.running.size + this.busy.size, waiting);
+    // paused groups are the operator's choice, not saturation
+    const heldBack = this.groups.all().some((g) => !this.paused(g) && g.peek() !== undefined);
+    this.hooks.update(this.groups.queued() + this.settling.size + this.delayed.size, this.running.size + this.busy.size, heldBack);
     this.checkDrained();
   }
 
   /** The barriers of the node and of the group: a hold is logged once, and its release once. */
   private mayStart(g: Group): boolean {
+    if (this.paused(g)) { this.holds.hold(`paused ${g.name}`, 'paused by pmjqctl', g.queue.size); return false; }
+    this.holds.release(`paused ${g.name}`);
     const node = this.load.holds({ load: this.opts.load, cpu: this.opts.cpu });
     if (node) { this.holds.hold('node', node, this.groups.queued()); return false; }
     this.holds.release('node');
