@@ -21,7 +21,7 @@ interface TestLike {
   teardown(fn: () => unknown): void;
 }
 
-/** A fresh scratch directory with spool/ and archive/, removed at teardown. */
+/** A fresh scratch directory with spool/ and archive/, removed at teardown, with the spool's job processes. */
 export function scratch(t: TestLike, prefix = 'pmjq-test-'): { dir: string; spool: string; archive: string } {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
   const spool = path.join(dir, 'spool');
@@ -29,6 +29,8 @@ export function scratch(t: TestLike, prefix = 'pmjq-test-'): { dir: string; spoo
   fs.mkdirSync(spool);
   fs.mkdirSync(archive);
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  // job processes a test leaves running (a daemon killed with SIGKILL leaves its jobs)
+  reapJobs(t, spool);
   return { dir, spool, archive };
 }
 
@@ -149,3 +151,108 @@ export function history(spool: string): Record<string, unknown>[] {
 
 /** pmjq arguments every test needs: as root, root-owned test files must be allowed. */
 export const ROOT_ARGS = IS_ROOT ? ['--allow-root'] : [];
+
+// ---- helpers added for the core integration tests ----
+
+/** Lines of `text` matching re. */
+export function linesMatching(text: string, re: RegExp): string[] {
+  return text.split('\n').filter((l) => re.test(l));
+}
+
+/** Wait until `p` has logged at least n stderr lines matching re; resolves with them. */
+export function waitLines(p: Proc, re: RegExp, n: number, timeoutMs = 10_000): Promise<string[]> {
+  return waitFor(`${n} lines matching ${re}`, () => {
+    const l = linesMatching(p.stderr(), re);
+    return l.length >= n ? l : null;
+  }, timeoutMs).catch((err: Error) => { throw new Error(`${err.message} in:\n${p.stderr()}`); });
+}
+
+/**
+ * Pids of the live processes whose environment has PMJQ_SPOOL=spool: the job
+ * processes (and their children) of that spool's pmjq. Found by environment,
+ * never by name, so other tests' processes are never touched.
+ */
+export function jobProcesses(spool: string): number[] {
+  const marker = Buffer.from(`\0PMJQ_SPOOL=${spool}\0`);
+  const out: number[] = [];
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let env: Buffer;
+    try { env = Buffer.concat([Buffer.from([0]), fs.readFileSync(`/proc/${entry}/environ`)]); } catch { continue; }
+    // a zombie has an empty environ and is not counted: it is gone
+    if (env.indexOf(marker) >= 0) out.push(Number(entry));
+  }
+  return out;
+}
+
+/** At teardown, SIGKILL every job process of `spool` still alive (found by environment, see jobProcesses). */
+export function reapJobs(t: TestLike, spool: string): void {
+  t.teardown(() => {
+    for (const pid of jobProcesses(spool)) {
+      try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+    }
+  });
+}
+
+/** Inode numbers of the directories process `pid` watches through inotify (from /proc/PID/fdinfo). */
+export function inotifyWatches(pid: number): Set<number> {
+  const inodes = new Set<number>();
+  let fds: string[];
+  try { fds = fs.readdirSync(`/proc/${pid}/fdinfo`); } catch { return inodes; }
+  for (const fd of fds) {
+    let info: string;
+    try { info = fs.readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'); } catch { continue; }
+    for (const m of info.matchAll(/^inotify wd:\S+ ino:([0-9a-f]+) /gm)) inodes.add(parseInt(m[1]!, 16));
+  }
+  return inodes;
+}
+
+/** Wait until process `pid` has an inotify watch on directory `dir` (a daemon is ready to notice changes there). */
+export function waitWatching(pid: number, dir: string, timeoutMs = 10_000): Promise<true> {
+  const ino = fs.statSync(dir).ino;
+  return waitFor(`an inotify watch of pid ${pid} on ${dir}`, () => inotifyWatches(pid).has(ino), timeoutMs);
+}
+
+/**
+ * Archive entries as raw bytes (names need not be UTF-8): for each job file,
+ * its full path, its name without the timestamp prefix, and the paths of the
+ * .log and .json beside it.
+ */
+export function archivedRaw(archive: string): { file: Buffer; entry: Buffer; name: Buffer; log: Buffer; json: Buffer }[] {
+  const all = fs.readdirSync(archive, { encoding: 'buffer' });
+  const have = new Set(all.map((b) => b.toString('latin1')));
+  const prefix = /^\d{8}T\d{6}\.\d{3}Z(\.\d+)?-/;
+  return all
+    .filter((b) => {
+      const s = b.toString('latin1');
+      // a job's own name may end in .log/.json: it is a job file when its .json sibling exists
+      return have.has(`${s}.json`);
+    })
+    .map((entry) => {
+      const m = prefix.exec(entry.toString('latin1'));
+      const dir = Buffer.from(archive + '/');
+      return {
+        file: Buffer.concat([dir, entry]),
+        entry,
+        name: m ? entry.subarray(m[0].length) : entry,
+        log: Buffer.concat([dir, entry, Buffer.from('.log')]),
+        json: Buffer.concat([dir, entry, Buffer.from('.json')]),
+      };
+    });
+}
+
+/** Parse a JSON file (path as string or Buffer). */
+export function readJson<T = Record<string, unknown>>(p: string | Buffer): T {
+  return JSON.parse(fs.readFileSync(p, 'utf8')) as T;
+}
+
+/** The record fields DESIGN §4 requires. */
+export const RECORD_FIELDS = ['id', 'name', 'group', 'node', 'owner', 'created', 'claimed', 'started', 'finished', 'status', 'exit_code', 'signal', 'attempt', 'archive', 'log'] as const;
+
+/** ISO 8601 UTC with milliseconds, as records carry. */
+export const ISO_MS = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
+
+/** Make a scratch tree usable by other users (mkdtemp creates it 0700): for jobs that run as their owner. */
+export function openToAll(...dirs: string[]): void {
+  for (const d of dirs) fs.chmodSync(d, 0o755);
+}

@@ -84,6 +84,18 @@ export class Watcher {
     w.on('change', (p) => this.onPath(p, false));
     w.on('addDir', (p) => this.onPath(p, true));
     w.on('error', (e) => this.events.error(e as Error));
+    // chokidar reports a name once: a job dropped again under a name that was
+    // just claimed (renamed away) went unreported until the next rescan. The
+    // raw inotify events of the directory watches name every entry created
+    // or moved in; each is a hint (a name already known costs nothing).
+    // File watches report their own name: skipped, as is the ambiguous case
+    // of a group holding an entry of its own name (the rescan finds it).
+    w.on('raw', (event, name, details) => {
+      const dir = (details as { watchedPath?: string } | undefined)?.watchedPath;
+      if (event !== 'rename' || !name || dir === undefined) return;
+      if (dir !== root && (path.dirname(dir) !== root || path.basename(dir) === name)) return;
+      this.onPath(path.join(dir, name), false);
+    });
     await new Promise<void>((resolve) => w.once('ready', () => resolve()));
   }
 

@@ -1,0 +1,76 @@
+// Issue 2, watching (DESIGN §7.4): a running daemon notices new jobs through
+// inotify at once (the rescan is set to a minute here, so only inotify can
+// explain a quick pickup), watches group directories created at run time, and
+// with --watch poll finds jobs by rescanning.
+
+import fs from 'node:fs';
+import path from 'node:path';
+import t from 'tap';
+import { BIN, ROOT_ARGS, archivedRaw, dropJob, inotifyWatches, scratch, start, waitFor, waitWatching } from './helpers.js';
+
+const PICKUP_MS = 5000;
+
+/** Wait for an archive entry named `name` (bounded); returns how long it took. */
+async function archivedWithin(archive: string, name: string, since: number, n = 1): Promise<number> {
+  await waitFor(`${n} archived ${name}`, () => archivedRaw(archive).filter((e) => e.name.toString() === name).length >= n, PICKUP_MS);
+  return Date.now() - since;
+}
+
+t.test('inotify: a dropped job is picked up at once, and a group directory made at run time is watched', async (t) => {
+  const { spool, archive } = scratch(t);
+  const p = start(t, BIN.pmjq, [...ROOT_ARGS, '--poll', '60s', '-o', archive, spool]);
+  t.match(await p.waitLine(/event=start /), /watch=inotify/, 'a local filesystem is watched with inotify');
+  await waitWatching(p.child.pid!, spool);
+
+  let t0 = Date.now();
+  dropJob(spool, 'top', '#!/bin/sh\necho top\n');
+  t.comment(`pickup to archive: ${await archivedWithin(archive, 'top', t0)} ms`);
+
+  const grp = path.join(spool, 'newgroup');
+  fs.mkdirSync(grp);
+  t0 = Date.now();
+  dropJob(grp, 'first', '#!/bin/sh\necho first\n');
+  t.comment(`job in a new group: ${await archivedWithin(archive, 'first', t0)} ms`);
+  await waitWatching(p.child.pid!, grp);
+  t.pass('the new group directory is watched');
+  t0 = Date.now();
+  dropJob(grp, 'second', '#!/bin/sh\necho second\n');
+  t.comment(`second job in the new group: ${await archivedWithin(archive, 'second', t0)} ms`);
+
+  const recs = archivedRaw(archive).map((e) => JSON.parse(fs.readFileSync(e.json, 'utf8')) as { name: string; group: string; status: string });
+  t.same(recs.map((r) => `${r.group}/${r.name}/${r.status}`).sort(), ['default/top/done', 'newgroup/first/done', 'newgroup/second/done']);
+  p.kill('SIGTERM');
+  t.equal(await p.exited, 0);
+});
+
+t.test('inotify: a name that was just claimed is noticed again when dropped again', async (t) => {
+  const { spool, archive } = scratch(t);
+  const p = start(t, BIN.pmjq, [...ROOT_ARGS, '--poll', '60s', '-j', '0', '-o', archive, spool]);
+  await p.waitLine(/event=start /);
+  await waitWatching(p.child.pid!, spool);
+  for (let i = 0; i < 10; i++) {
+    const t0 = Date.now();
+    dropJob(spool, 'again', `#!/bin/sh\necho round ${i}\n`);
+    await archivedWithin(archive, 'again', t0, i + 1);
+  }
+  t.equal(archivedRaw(archive).length, 10, 'ten rounds, each noticed without waiting for the rescan');
+  p.kill('SIGTERM');
+  t.equal(await p.exited, 0);
+});
+
+t.test('--watch poll --poll 200ms: jobs are found by rescanning', async (t) => {
+  const { spool, archive } = scratch(t);
+  const p = start(t, BIN.pmjq, [...ROOT_ARGS, '--watch', 'poll', '--poll', '200ms', '-o', archive, spool]);
+  t.match(await p.waitLine(/event=start /), /watch=poll .*poll_ms=200/, 'start line says poll, 200 ms');
+  let t0 = Date.now();
+  dropJob(spool, 'polled', '#!/bin/sh\necho polled\n');
+  t.comment(`pickup by poll: ${await archivedWithin(archive, 'polled', t0)} ms`);
+  const grp = path.join(spool, 'g');
+  fs.mkdirSync(grp);
+  t0 = Date.now();
+  dropJob(grp, 'in-group', '#!/bin/sh\necho in-group\n');
+  t.comment(`pickup in a new group by poll: ${await archivedWithin(archive, 'in-group', t0)} ms`);
+  t.notOk(inotifyWatches(p.child.pid!).has(fs.statSync(spool).ino), 'no inotify watch on the spool in poll mode');
+  p.kill('SIGTERM');
+  t.equal(await p.exited, 0);
+});
