@@ -15,6 +15,8 @@ export const MAX_UNREAD = 1024 * 1024;
 export interface ChannelIO {
   /** read exactly n bytes that follow the current line (sendmsg payloads); null at end of input */
   readBytes(n: number): Promise<Buffer | null>;
+  /** discard input up to and including the next newline (resynchronising after a bad payload); false at end of input */
+  discardLine(): Promise<boolean>;
 }
 
 /** Turns one command line into one answer line (without the newline). */
@@ -118,6 +120,15 @@ export class CommandChannel implements ChannelIO {
     const out = this.buf.subarray(0, n);
     this.buf = this.buf.subarray(n);
     return out;
+  }
+
+  async discardLine(): Promise<boolean> {
+    for (;;) {
+      const nl = this.buf.indexOf(10);
+      if (nl >= 0) { this.buf = this.buf.subarray(nl + 1); return true; }
+      this.buf = Buffer.alloc(0);
+      if (!(await this.more())) return false;
+    }
   }
 }
 
