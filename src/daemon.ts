@@ -17,6 +17,8 @@ import { deadLocalNodes, recoverNode } from './cluster/recovery.js';
 import { Slots } from './cluster/slots.js';
 import type { DaemonOptions } from './options.js';
 import { JobProcess, type JobEnd } from './run/job-process.js';
+import { loggerLevel, parseLevel } from './run/levels.js';
+import { Protocol, type EnqueueRequest } from './run/protocol.js';
 import { findSetpriv, lookupUser, type RunAs } from './run/privileges.js';
 import { Holds, LoadModel } from './schedule/barrier.js';
 import { Groups, type Group } from './schedule/groups.js';
@@ -24,7 +26,7 @@ import { Hooks } from './schedule/hooks.js';
 import { SETTINGS_FILE, readSettingsFile } from './schedule/settings.js';
 import { Heap } from './util/heap.js';
 import type { Candidate } from './spool/candidate.js';
-import { claimFromRetry, claimFromSpool, type ClaimedJob } from './spool/claim.js';
+import { claimFromRetry, claimFromSpool, claimSub, type ClaimedJob } from './spool/claim.js';
 import { Finisher, type Outcome } from './spool/finish.js';
 import { IdMaker, Layout, groupOf, makeNodeId } from './spool/layout.js';
 import * as names from './spool/names.js';
@@ -84,6 +86,10 @@ export class Daemon {
   private lastBeat = performance.now();
   /** the heartbeat could not be renewed for half the lease: claim nothing, run nothing */
   private fenced = false;
+  /** the fd 3/4 command protocol of every job */
+  private readonly protocol: Protocol;
+  /** sub-jobs enqueued and not started yet, by id */
+  private readonly subs = new Map<string, Candidate>();
   /** pmjqctl pause/kill requests, read every poll */
   private control: ControlState = { pauseAll: false, paused: new Set(), kills: [] };
   private readonly asRoot = process.getuid?.() === 0;
@@ -120,6 +126,7 @@ export class Daemon {
     );
     this.holds = new Holds(log);
     this.slots = new Slots(this.layout.state, this.node);
+    this.protocol = new Protocol({ enqueue: (req) => this.enqueueSub(req), kill: (id) => this.killJob(id), log });
     this.membership = new Membership(this.layout, this.node, opts.leaseMs);
     for (const [name, settings] of opts.groupSettings) this.groups.get(name).cliSettings = settings;
     this.hooks = new Hooks(
@@ -172,9 +179,50 @@ export class Daemon {
       // files dropped while inotify watches were being set up
       this.scanner.scanAll();
     }
+    if (o.init) {
+      this.enqueueSub({ parent: '', script: o.init.script, args: o.init.args, tree: o.tree ?? path.dirname(o.init.script), forget: false });
+    }
     this.pump();
     this.checkDrained();
     return done;
+  }
+
+  // ---- sub-jobs (enqueue over fd 3, --init) ----
+
+  /** Queue a sub-job; its id is valid at once. It runs with its parent's owner's privileges, never more. */
+  private enqueueSub(req: EnqueueRequest): string {
+    if (this.stopping) throw new Error('pmjq is stopping');
+    const id = this.ids.next();
+    const parent = this.running.get(req.parent)?.job.meta;
+    const g = this.groups.get(req.group ?? 'default');
+    if (req.maxproc !== undefined) g.protocolSettings = { ...g.protocolSettings, max: req.maxproc };
+    if (req.maxcpu !== undefined) g.protocolSettings = { ...g.protocolSettings, cpu: req.maxcpu };
+    const now = Date.now();
+    const c: Candidate = {
+      group: g.name, dir: '', name: Buffer.from(path.basename(req.script)), key: id,
+      mtimeMs: now, size: 0, uid: parent?.owner ?? process.getuid?.() ?? 0, seenAt: now, gone: false,
+      sub: { id, script: req.script, args: req.args, parent: req.parent || null, tree: req.tree },
+    };
+    this.subs.set(id, c);
+    g.queue.push(c);
+    this.log.debug('enqueued', { id, script: req.script, group: g.name, parent: req.parent || undefined });
+    if (!this.pumping) queueMicrotask(() => this.pump());
+    return id;
+  }
+
+  /** Terminate a queued or running job (killjobs, a killed parent's sub-jobs). */
+  private killJob(id: string): boolean {
+    const r = this.running.get(id);
+    if (r) { r.proc.kill('killed'); return true; }
+    const c = this.subs.get(id);
+    if (c) {
+      c.gone = true;
+      this.subs.delete(id);
+      this.log.info('job-end', { id, name: names.display(c.name), group: c.group, status: 'killed', error: 'killed before it started' });
+      this.protocol.jobEnded(id, null, true);
+      return true;
+    }
+    return false;
   }
 
   // ---- scan ----
@@ -377,9 +425,12 @@ export class Daemon {
   private claim(c: Candidate): ClaimedJob | null {
     const now = new Date();
     try {
-      const job = c.retry
-        ? claimFromRetry(this.layout, this.node, c, now)
-        : claimFromSpool(this.layout, this.node, this.ids.next(now.getTime()), c, now);
+      if (c.sub) this.subs.delete(c.sub.id);
+      const job = c.sub
+        ? claimSub(this.layout, this.node, c, now)
+        : c.retry
+          ? claimFromRetry(this.layout, this.node, c, now)
+          : claimFromSpool(this.layout, this.node, this.ids.next(now.getTime()), c, now);
       if (job) this.log.debug('claimed', { id: job.id, name: job.meta.name, group: job.meta.group });
       return job;
     } catch (err) {
@@ -396,15 +447,16 @@ export class Daemon {
     const proc = new JobProcess({
       id: job.id,
       file: job.file,
-      args: [],
-      cwd: this.layout.groupDir(m.dir),
+      args: m.args ?? [],
+      cwd: m.tree ?? this.layout.groupDir(m.dir),
       env: this.jobEnv(job),
       logPath: this.finisher.logPath(job),
       runAs: this.runAs(job),
       timeoutMs: group.settings.timeout ?? this.opts.timeoutMs,
       killGraceMs: this.opts.killGraceMs,
-      handler: () => 'E the command protocol is not available in this version',
+      handler: this.protocol.handlerFor({ id: job.id, tree: this.opts.tree ?? m.tree ?? this.layout.groupDir(m.dir) }),
       log: this.log,
+      onLine: this.opts.chaqum ? (line) => this.jobLine(job, line) : undefined,
     });
     let r;
     try {
@@ -416,6 +468,7 @@ export class Daemon {
       this.running.set(job.id, { job, proc, group, slot });
       group.running++;
       this.load.jobStarted(job.id);
+      this.protocol.jobStarted(job.id);
       this.log.info('job-start', { id: job.id, name: m.name, group: m.group, attempt: m.attempt, pid: proc.pid });
       void proc.ended.then((end) => this.ended(job.id, end));
     } else if (r.busy) {
@@ -426,6 +479,12 @@ export class Daemon {
       this.log.warn('job-start-failed', { id: job.id, name: m.name, group: m.group, error: r.error });
       this.complete(job, { status: 'failed', exitCode: null, signal: null, started: null, finished: now, error: r.error }, group);
     }
+  }
+
+  /** chaqum mode: a job's output line in the log, at the level its prefix gives. */
+  private jobLine(job: ClaimedJob, line: string): void {
+    const { level, text } = parseLevel(line);
+    this.log.log(loggerLevel(level), 'output', { id: job.id, job: path.basename(job.file), level: level ?? undefined, line: text });
   }
 
   private runAs(job: ClaimedJob): { user: RunAs; setpriv: string } | undefined {
@@ -496,7 +555,8 @@ export class Daemon {
     const status: JobStatus =
       end.reason === 'exit' ? (end.exitCode === 0 ? 'done' : 'failed') : end.reason;
     const outcome: Outcome = { status, exitCode: end.exitCode, signal: end.signal, started: end.started, finished: end.finished };
-    if (status === 'interrupted') {
+    if (status === 'interrupted' && r.job.meta.script === undefined) {
+      this.protocol.jobEnded(id, null, true);
       try {
         this.finisher.requeue(r.job, Date.now(), 'interrupted: pmjq stopped', outcome);
         this.log.info('job-requeued', { id, name: r.job.meta.name, group: r.job.meta.group, reason: 'interrupted' });
@@ -516,6 +576,7 @@ export class Daemon {
    */
   private retryLater(job: ClaimedJob, group: Group, outcome: Outcome): boolean {
     if (outcome.status !== 'failed' && outcome.status !== 'timeout') return false;
+    if (job.meta.script !== undefined) return false; // a sub-job's parent decides what to do about it
     const retries = group.settings.retries ?? this.opts.retries;
     if (job.meta.attempt > retries) return false;
     const base = group.settings.backoff ?? this.opts.backoffMs;
@@ -529,6 +590,7 @@ export class Daemon {
         attempt: job.meta.attempt, next_attempt: r.meta.attempt, retries, delay_ms: Math.round(delay),
       });
       this.scanner.addRetry(r.entry, due, r.meta);
+      this.protocol.jobEnded(job.id, outcome.exitCode, false);
       return true;
     } catch (err) {
       this.log.error('requeue-failed', { id: job.id, error: errText(err) });
@@ -538,6 +600,8 @@ export class Daemon {
 
   private complete(job: ClaimedJob, outcome: Outcome, group = this.groupFor(job.meta.dir)): void {
     if (this.retryLater(job, group, outcome)) return;
+    const s = outcome.status;
+    this.protocol.jobEnded(job.id, outcome.exitCode, s === 'killed' || s === 'timeout' || s === 'interrupted');
     if (outcome.status !== 'done') this.failures++;
     let record: JobRecord;
     try {
@@ -637,7 +701,8 @@ export class Daemon {
 
   /** --once: exit when nothing is queued, running or waiting. */
   private checkDrained(): void {
-    if (!this.opts.once || this.stopping) return;
+    if (!(this.opts.once || this.opts.untilIdle) || this.stopping) return;
+    if (!this.protocol.idle) return;
     if (this.running.size > 0 || this.busy.size > 0 || this.settling.size > 0 || this.delayed.size > 0) return;
     if (this.groups.all().some((g) => g.peek() !== undefined)) return;
     // a last look: anything dropped while we were busy?
@@ -667,6 +732,7 @@ export class Daemon {
     process.on('SIGTERM', onStop);
     process.on('SIGINT', onStop);
     process.on('SIGHUP', () => {
+      if (this.opts.chaqum) return onStop('SIGHUP');
       this.log.info('reload', { reason: 'SIGHUP' });
       for (const g of this.groups.all()) g.settingsStamp = undefined;
       this.rescan();
@@ -683,6 +749,8 @@ export class Daemon {
     for (const t of [this.recheck, this.settleTimer, this.delayedTimer]) if (t) clearTimeout(t);
     this.hooks.stop();
     await this.watcher?.stop();
+    this.protocol.close();
+    for (const id of [...this.subs.keys()]) this.killJob(id);
     for (const b of this.busy.values()) { clearTimeout(b.timer); if (b.slot) this.slots.release(b.slot); this.requeueBusy(b.job); }
     for (const g of this.groups.all()) if (g.slot !== undefined) { this.slots.release(g.slot); g.slot = undefined; }
     this.busy.clear();

@@ -36,6 +36,14 @@ export interface DaemonOptions {
   groups?: string[];
   /** a node whose heartbeat is older than this is stale (DESIGN §7.1) */
   leaseMs: number;
+  /** --init SCRIPT [ARGS]: a job started once at start-up (chaqum's init/entry) */
+  init?: { script: string; args: string[] };
+  /** --tree DIR: where relative SCRIPT paths of `enqueue` resolve (default: the enqueuing job's directory) */
+  tree?: string;
+  /** chaqum mode: exit once nothing is queued or running and no repeat is registered */
+  untilIdle?: boolean;
+  /** chaqum mode: job output goes to the daemon's log, line by line, with its level; SIGHUP stops */
+  chaqum?: boolean;
   onIdle?: HookSpec;
   onSaturated?: HookSpec;
 }

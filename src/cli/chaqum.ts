@@ -1,19 +1,91 @@
 #!/usr/bin/env node
-// chaqum(1): the job-tree front-end arrives with the protocol issue; until
-// then it says so plainly.
+// chaqum(1): the pmjq engine driving a job tree instead of a spool, with the
+// chaqum job manager's command line. Argument parsing only.
 
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { Daemon } from '../daemon.js';
+import { Logger } from '../util/log.js';
 import { VERSION } from '../version.js';
-import { EXIT_USAGE } from './common.js';
+import { EXIT_FAILED, UsageError, usageExit } from './common.js';
 
-const arg = process.argv[2];
-if (arg === '--version' || arg === '-V') {
-  process.stdout.write(`${VERSION}\n`);
-  process.exit(0);
+const PROG = 'chaqum';
+
+const parser = yargs(hideBin(process.argv))
+  .scriptName(PROG)
+  .usage('Usage: chaqum [-e ENTRY] [-l console|syslog] [-v] DIR [ARG...]\n\nRun the job tree DIR: start DIR/ENTRY with the ARGs as the first job, then\nrun until no job runs and no repeat is registered, or until SIGINT, SIGTERM\nor SIGHUP. Jobs use the fd 3/4 protocol of pmjq(5) (see pmjq-protocol(7)).')
+  .option('entry', { alias: 'e', type: 'string', default: 'entry', describe: 'the first job, relative to DIR', requiresArg: true })
+  .option('log', { alias: 'l', choices: ['console', 'syslog'], default: 'console', describe: 'where the manager and the jobs log' })
+  .option('verbose', { alias: 'v', type: 'count', describe: 'log more (debug lines of jobs too)' })
+  .option('log-format', { choices: ['text', 'json'], default: 'text', describe: 'log lines as key=value text or JSON' })
+  .parserConfiguration({ 'halt-at-non-option': true })
+  .version(VERSION)
+  .alias('version', 'V')
+  .help()
+  .alias('help', 'h')
+  .strict()
+  .wrap(Math.min(100, process.stdout.columns || 80))
+  .epilog('Exit status: 0 when every job succeeded, 1 when one failed, 2 on a usage error.')
+  .fail((msg, err) => usageExit(PROG, msg || err?.message || 'invalid arguments'));
+
+async function main(): Promise<void> {
+  const a = await parser.parse();
+  // options end at DIR: everything after it belongs to the entry job
+  const [dir, ...args] = a._.map(String);
+  if (dir === undefined) usageExit(PROG, 'no job tree DIR given');
+  const tree = path.resolve(dir);
+  const entry = path.resolve(tree, a.entry);
+  try {
+    if (!fs.statSync(tree).isDirectory()) throw new UsageError(`'${tree}' is not a directory`);
+    fs.accessSync(entry, fs.constants.X_OK);
+  } catch (err) {
+    usageExit(PROG, err instanceof UsageError ? err.message : `no executable entry job '${entry}' (use -e to name another)`);
+  }
+  // the engine keeps its claimed areas and logs in a private state directory
+  const state = fs.mkdtempSync(path.join(os.tmpdir(), 'chaqum-'));
+  let write: ((line: string) => void) | undefined;
+  if (a.log === 'syslog') {
+    const logger = spawn('logger', ['-t', `chaqum[${process.pid}]`], { stdio: ['pipe', 'ignore', 'inherit'] });
+    logger.on('error', () => { /* no logger(1): lines are lost, as syslog would lose them */ });
+    write = (line) => { logger.stdin.write(line); };
+  }
+  const log = new Logger({ format: a['log-format'] as 'text' | 'json', verbosity: a.verbose ?? 0, write });
+  let code: number;
+  try {
+    code = await new Daemon({
+      spool: state,
+      jobs: 0,
+      pollMs: 60_000,
+      watch: 'poll',
+      settleMs: 0,
+      graceMs: 10_000,
+      killGraceMs: 5000,
+      once: false,
+      untilIdle: true,
+      chaqum: true,
+      allowRoot: true,
+      keep: 0,
+      keepAgeMs: 0,
+      logFormat: a['log-format'] as 'text' | 'json',
+      verbosity: a.verbose ?? 0,
+      retries: 0,
+      backoffMs: 10_000,
+      groupSettings: new Map(),
+      leaseMs: 60_000,
+      init: { script: entry, args },
+      tree,
+    }, log).run();
+  } finally {
+    fs.rmSync(state, { recursive: true, force: true });
+  }
+  process.exit(code);
 }
-const usage = 'Usage: chaqum [-e ENTRY] [-l console|syslog] [-v] DIR [ARG...]\n';
-if (arg === '--help' || arg === '-h') {
-  process.stdout.write(usage + 'Not implemented in this version yet; see chaqum(1).\n');
-  process.exit(0);
-}
-process.stderr.write(`chaqum: not implemented in version ${VERSION} yet\n${usage}`);
-process.exit(EXIT_USAGE);
+
+main().catch((err: unknown) => {
+  process.stderr.write(`${PROG}: ${(err as Error).message}\n`);
+  process.exit(EXIT_FAILED);
+});

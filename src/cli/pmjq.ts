@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // pmjq(1): argument parsing only; the daemon is src/daemon.ts.
 
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import yargs from 'yargs';
@@ -12,6 +13,7 @@ import type { GroupSettings } from '../schedule/groups.js';
 import { parseGroupFlag } from '../schedule/settings.js';
 import { Logger } from '../util/log.js';
 import { VERSION } from '../version.js';
+import { LIBS } from './lib-paths.js';
 import { EXIT_FAILED, UsageError, duration, existingDir, number, usageExit, writableDir } from './common.js';
 
 const PROG = 'pmjq';
@@ -19,7 +21,7 @@ const PROG = 'pmjq';
 const parser = yargs(hideBin(process.argv))
   .scriptName(PROG)
   .usage('Usage: pmjq [options] SPOOL\n\nWatch the directory SPOOL and run the executable files dropped into it,\none process each, under a load barrier; archive each when it ends.\nSee pmjq(1) and pmjq(5).')
-  .command('$0 <spool>', false)
+  .command('$0 [spool]', false)
   .positional('spool', { type: 'string', describe: 'the spool directory' })
   .option('archive', { alias: 'o', type: 'string', describe: 'archive finished jobs here (DIR/TIMESTAMP-NAME, .log, .json)', requiresArg: true })
   .option('errors', { alias: 'e', type: 'string', describe: 'failed jobs go here instead (default: the archive)', requiresArg: true })
@@ -29,7 +31,7 @@ const parser = yargs(hideBin(process.argv))
   .option('timeout', { type: 'string', describe: 'stop a job after DURATION (SIGTERM, then SIGKILL)', requiresArg: true })
   .option('retries', { type: 'string', default: '0', describe: 'run a failed job again up to N more times', requiresArg: true })
   .option('backoff', { type: 'string', default: '10s', describe: 'wait BASE·2^(attempt−1) (±20 %, at most 1h) before a retry', requiresArg: true })
-  .option('group', { alias: 'g', type: 'string', array: true, describe: 'settings of a group, over its .group.json: NAME:max=N,load=L,cpu=C,timeout=D,retries=N,backoff=D', requiresArg: true })
+  .option('group', { alias: 'g', type: 'string', array: true, nargs: 1, describe: 'settings of a group, over its .group.json: NAME:max=N,load=L,cpu=C,timeout=D,retries=N,backoff=D', requiresArg: true })
   .option('groups', { type: 'string', describe: 'serve only these groups (comma-separated; the top level is "default")', requiresArg: true })
   .option('on-idle', { type: 'string', describe: 'run CMD (sh -c) once nothing has been queued or running for --idle-after', requiresArg: true })
   .option('idle-after', { type: 'string', default: '5m', describe: 'idle time before --on-idle runs', requiresArg: true })
@@ -42,6 +44,9 @@ const parser = yargs(hideBin(process.argv))
   .option('grace', { type: 'string', default: '10s', describe: 'on SIGTERM, let running jobs finish for DURATION before stopping them', requiresArg: true })
   .option('kill-grace', { type: 'string', default: '5s', describe: 'after SIGTERM, SIGKILL a job that is still running after DURATION', requiresArg: true })
   .option('lease', { type: 'string', default: '60s', describe: 'a node whose heartbeat is older than DURATION is stale: its jobs are recovered', requiresArg: true })
+  .option('init', { type: 'string', describe: 'start SCRIPT once at start-up, as chaqum\'s init job (e.g. to register repeats)', requiresArg: true })
+  .option('tree', { type: 'string', describe: 'resolve relative SCRIPT paths of `enqueue` here (default: the enqueuing job\'s directory)', requiresArg: true })
+  .option('lib', { choices: ['sh', 'python', 'perl', 'js'], describe: 'print where the client library for LANG is, and exit' })
   .option('allow-root', { type: 'boolean', describe: 'as root, run root-owned jobs (otherwise they are rejected)' })
   .option('keep', { type: 'string', default: '1000', describe: 'without -o: keep logs and records of the last N jobs in SPOOL/.pmjq/done', requiresArg: true })
   .option('keep-age', { type: 'string', default: '7d', describe: 'without -o: and none older than DURATION', requiresArg: true })
@@ -58,7 +63,19 @@ const parser = yargs(hideBin(process.argv))
   .fail((msg, err) => usageExit(PROG, msg || err?.message || 'invalid arguments'));
 
 function options(a: Awaited<ReturnType<typeof parser.parse>>): DaemonOptions {
+  if (a.spool === undefined) throw new UsageError('no SPOOL directory given');
   const spool = path.resolve(String(a.spool));
+  let init: DaemonOptions['init'];
+  if (a.init !== undefined) {
+    const script = path.resolve(a.init);
+    try { fs.accessSync(script, fs.constants.X_OK); } catch { throw new UsageError(`--init: '${script}' is not an executable file`); }
+    init = { script, args: [] };
+  }
+  let tree: string | undefined;
+  if (a.tree !== undefined) {
+    tree = path.resolve(a.tree);
+    if (!fs.existsSync(tree) || !fs.statSync(tree).isDirectory()) throw new UsageError(`--tree: '${tree}' is not a directory`);
+  }
   existingDir('spool', spool);
   const archive = a.archive !== undefined ? path.resolve(a.archive) : undefined;
   const errors = a.errors !== undefined ? path.resolve(a.errors) : undefined;
@@ -90,6 +107,8 @@ function options(a: Awaited<ReturnType<typeof parser.parse>>): DaemonOptions {
     logFormat: a['log-format'] as 'text' | 'json',
     verbosity: (a.verbose ?? 0) - (a.quiet ?? 0),
     leaseMs: Math.max(1000, duration('--lease', a.lease)),
+    init,
+    tree,
     retries: number('--retries', a.retries, { min: 0, integer: true }),
     backoffMs: duration('--backoff', a.backoff),
     groupSettings: groupSettings(a.group ?? []),
@@ -121,6 +140,10 @@ async function main(): Promise<void> {
     Date.now = () => realNow() + skew;
   }
   const a = await parser.parse();
+  if (a.lib !== undefined) {
+    process.stdout.write(LIBS[a.lib] + '\n');
+    process.exit(0);
+  }
   let opts: DaemonOptions;
   try {
     opts = options(a);

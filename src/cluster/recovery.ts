@@ -69,6 +69,14 @@ export function recoverNode(
     const dir = path.join(taken, id);
     try {
       const meta = readMeta(dir);
+      if (meta.script !== undefined) {
+        // a sub-job lives in memory: its parent is requeued and enqueues it again
+        const now = new Date();
+        finisher.finish({ id: meta.id, dir, file: meta.script, meta }, {
+          status: 'interrupted', exitCode: null, signal: null, started: null, finished: now, error: `node ${dead} died; sub-jobs are not requeued (their parent is)`,
+        });
+        continue;
+      }
       const file = path.join(dir, meta.file);
       if (!fs.existsSync(file)) {
         // it had finished and was archived; only the cleanup was missing

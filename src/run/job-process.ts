@@ -29,6 +29,11 @@ export interface JobSpec {
   killGraceMs: number;
   handler: CommandHandler;
   log: Logger;
+  /**
+   * chaqum mode: stdout and stderr come through the manager, line by line,
+   * instead of going straight to the log file (lines are cut at 64 KiB).
+   */
+  onLine?: (line: string) => void;
 }
 
 export type StartResult =
@@ -75,7 +80,7 @@ export class JobProcess {
       child = spawn(cmd!, args, {
         cwd: s.cwd,
         env: s.env,
-        stdio: ['ignore', logFd, logFd, 'pipe', 'pipe'],
+        stdio: ['ignore', s.onLine ? 'pipe' : logFd, s.onLine ? 'pipe' : logFd, 'pipe', 'pipe'],
         detached: true, // setsid(): own session and process group
       });
     } catch (err) {
@@ -94,6 +99,7 @@ export class JobProcess {
     this.child = child;
     child.on('error', () => { /* reported through 'exit' */ });
     this.channel = new CommandChannel(child.stdio[3] as Readable, child.stdio[4] as Writable, s.handler, s.log, s.id);
+    if (s.onLine) for (const out of [child.stdout!, child.stderr!]) splitLines(out, s.onLine);
     if (s.timeoutMs) this.timeout = setTimeout(() => this.kill('timeout'), s.timeoutMs);
     child.once('exit', (code, signal) => this.onExit(code, signal));
     return { ok: true };
@@ -138,6 +144,28 @@ export class JobProcess {
       return false;
     }
   }
+}
+
+const MAX_OUTPUT_LINE = 64 * 1024;
+
+/** Lines of a stream, never holding more than one (bounded) line in memory. */
+function splitLines(stream: Readable, onLine: (line: string) => void): void {
+  let pending = '';
+  stream.setEncoding('utf8');
+  stream.on('data', (chunk: string) => {
+    pending += chunk;
+    let nl: number;
+    while ((nl = pending.indexOf('\n')) >= 0) {
+      onLine(pending.slice(0, nl));
+      pending = pending.slice(nl + 1);
+    }
+    while (pending.length > MAX_OUTPUT_LINE) {
+      onLine(pending.slice(0, MAX_OUTPUT_LINE));
+      pending = pending.slice(MAX_OUTPUT_LINE);
+    }
+  });
+  stream.on('end', () => { if (pending) onLine(pending); });
+  stream.on('error', () => { /* the job went away */ });
 }
 
 function signalGroup(pid: number, sig: NodeJS.Signals): void {

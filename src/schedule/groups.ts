@@ -27,13 +27,15 @@ export class Group {
   settingsStamp?: string;
   /** from --group on the command line: these win */
   cliSettings: GroupSettings = {};
+  /** from a job's `enqueue -g GROUP -m N -c C`: below the file and the command line */
+  protocolSettings: GroupSettings = {};
   /** a cluster_max slot taken for the next job of this group */
   slot?: string;
 
   constructor(readonly name: string) {}
 
   get settings(): GroupSettings {
-    return { ...this.fileSettings, ...this.cliSettings };
+    return { ...this.protocolSettings, ...this.fileSettings, ...this.cliSettings };
   }
 
   effective(): Record<string, number | undefined> {

@@ -22,6 +22,8 @@ export interface Candidate {
   gone: boolean;
   /** for a job waiting in .pmjq/retry: the entry's directory name and its metadata */
   retry?: { entry: string; meta: JobMeta };
+  /** for a sub-job enqueued by a job over fd 3: it exists only in memory until it runs */
+  sub?: { id: string; script: string; args: string[]; parent: string | null; tree: string };
 }
 
 export function olderFirst(a: Candidate, b: Candidate): boolean {

@@ -65,6 +65,39 @@ export function claimFromSpool(layout: Layout, node: string, id: string, c: Cand
   return { id, dir, file: dst, meta };
 }
 
+/**
+ * A sub-job is not a file in the spool: "claiming" it only makes its claimed
+ * directory (metadata and log) so that it shows, and is found, like any job.
+ */
+export function claimSub(layout: Layout, node: string, c: Candidate, now: Date): ClaimedJob {
+  const sub = c.sub!;
+  const dir = path.join(layout.claimed(node), sub.id);
+  const meta: JobMeta = {
+    id: sub.id,
+    ...nameFields(c.name),
+    file: '',
+    group: c.group,
+    dir: '',
+    owner: c.uid,
+    created: new Date(c.mtimeMs).toISOString(),
+    claimed: now.toISOString(),
+    node,
+    attempt: 1,
+    parent: sub.parent,
+    script: sub.script,
+    args: sub.args,
+    tree: sub.tree,
+  };
+  fs.mkdirSync(dir);
+  try {
+    writeMeta(dir, meta);
+  } catch (err) {
+    fs.rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
+  return { id: sub.id, dir, file: sub.script, meta };
+}
+
 /** Claim a job waiting in the retry area: the whole entry directory moves in one rename. */
 export function claimFromRetry(layout: Layout, node: string, c: Candidate, now: Date): ClaimedJob | null {
   const r = c.retry!;

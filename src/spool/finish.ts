@@ -55,8 +55,10 @@ export class Finisher {
     const dest = outcome.status === 'done' ? this.opts.archive : this.opts.errors ?? this.opts.archive;
     const record = this.record(meta, outcome);
     const logSrc = this.logPath(job);
+    // a sub-job's script belongs to its job tree: it is run, never moved
+    const isSub = meta.script !== undefined;
     if (dest !== undefined) {
-      const base = this.archiveJobFile(job, dest, outcome.finished);
+      const base = isSub ? null : this.archiveJobFile(job, dest, outcome.finished);
       record.archive = base === null ? null : names.display(base);
       const logDst = base === null ? this.freeArchiveName(dest, meta, outcome.finished, '.log') : Buffer.concat([base, Buffer.from('.log')]);
       if (exists(logSrc)) {
@@ -66,7 +68,7 @@ export class Finisher {
       const jsonDst = Buffer.concat([base ?? logDst.subarray(0, logDst.length - 4), Buffer.from('.json')]);
       fs.writeFileSync(jsonDst, JSON.stringify(record, null, 2) + '\n', { flag: 'wx' });
     } else {
-      try { fs.unlinkSync(job.file); } catch (err) { if (!isErrno(err, 'ENOENT')) throw err; }
+      if (!isSub) try { fs.unlinkSync(job.file); } catch (err) { if (!isErrno(err, 'ENOENT')) throw err; }
       const done = this.layout.doneRoot;
       if (exists(logSrc)) {
         fs.renameSync(logSrc, path.join(done, `${meta.id}.log`));
@@ -156,6 +158,8 @@ export class Finisher {
   private archiveJobFile(job: ClaimedJob, dest: string, when: Date): Buffer | null {
     for (let n = 0; ; n++) {
       const base = archiveName(dest, job.meta, when, n, '.json'.length);
+      // an entry is the file with its .log and .json: another job's "NAME.log" must not be taken for our log
+      if (!sidesFree(base)) continue;
       try {
         if (moveNoReplace(job.file, base)) return base;
       } catch (err) {
@@ -167,8 +171,8 @@ export class Finisher {
 
   private freeArchiveName(dest: string, meta: JobMeta, when: Date, suffix: string): Buffer {
     for (let n = 0; ; n++) {
-      const p = Buffer.concat([archiveName(dest, meta, when, n, '.json'.length), Buffer.from(suffix)]);
-      if (!exists(p)) return p;
+      const base = archiveName(dest, meta, when, n, '.json'.length);
+      if (!exists(base) && sidesFree(base)) return Buffer.concat([base, Buffer.from(suffix)]);
     }
   }
 
@@ -226,6 +230,11 @@ function archiveName(dest: string, meta: JobMeta, when: Date, n: number, reserve
   const prefix = Buffer.from(`${stamp(when)}${n === 0 ? '' : `.${n}`}-`);
   const name = names.truncate(nameBytes(meta), NAME_MAX - reserve - prefix.length);
   return names.join(dest, Buffer.concat([prefix, name]));
+}
+
+/** Neither BASE.log nor BASE.json exists. */
+function sidesFree(base: Buffer): boolean {
+  return !exists(Buffer.concat([base, Buffer.from('.log')])) && !exists(Buffer.concat([base, Buffer.from('.json')]));
 }
 
 function exists(p: string | Buffer): boolean {

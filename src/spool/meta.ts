@@ -25,6 +25,11 @@ export interface JobMeta {
   parent: string | null;
   /** why the previous attempt ended, for retries and requeues */
   previous?: string;
+  /** a sub-job (enqueued over fd 3): the script it runs, which stays where it is, and its arguments */
+  script?: string;
+  args?: string[];
+  /** where a sub-job's relative scripts resolve; its working directory */
+  tree?: string;
 }
 
 export function nameFields(name: Name): { name: string; name_b64?: string } {
