@@ -102,6 +102,7 @@ export class Daemon {
   private unfinishedTimer: NodeJS.Timeout | null = null;
   private stopping = false;
   private pumping = false;
+  private pumpQueued = false;
   private failures = 0;
   private finishedCount = 0;
   private resolveDone!: (code: number) => void;
@@ -206,7 +207,7 @@ export class Daemon {
     this.subs.set(id, c);
     g.queue.push(c);
     this.log.debug('enqueued', { id, script: req.script, group: g.name, parent: req.parent || undefined });
-    if (!this.pumping) queueMicrotask(() => this.pump());
+    this.schedulePump();
     return id;
   }
 
@@ -302,7 +303,7 @@ export class Daemon {
       return;
     }
     this.groups.add(c);
-    if (!this.pumping) queueMicrotask(() => this.pump());
+    this.schedulePump();
   }
 
   /** Wake up when the earliest waiting retry is due. */
@@ -363,6 +364,13 @@ export class Daemon {
   }
 
   // ---- schedule ----
+
+  /** One scheduling pass soon, however many candidates arrive meanwhile (a scan may find 100 000). */
+  private schedulePump(): void {
+    if (this.pumpQueued || this.pumping) return;
+    this.pumpQueued = true;
+    queueMicrotask(() => { this.pumpQueued = false; this.pump(); });
+  }
 
   private pump(): void {
     if (this.stopping || this.pumping || this.fenced) return;
