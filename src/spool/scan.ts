@@ -54,7 +54,8 @@ export class Scanner {
     for (const dir of [...this.dirs.keys()]) {
       if (!groupsNow.has(dir)) this.forgetDir(dir);
     }
-    this.syncDir('', top);
+    // the top level is the group "default": served only if --groups names it
+    if (this.serves(groupOf(''))) this.syncDir('', top);
     for (const dir of groupsNow) {
       if (dir === '') continue;
       if (!this.dirs.has(dir)) this.events.groupSeen(dir, true);
@@ -67,7 +68,7 @@ export class Scanner {
 
   /** Rescan one directory (a watcher saw something there). */
   scanDir(dir: string): void {
-    if (dir !== '' && !this.serves(groupOf(dir))) return;
+    if (!this.serves(groupOf(dir))) return;
     const list = this.readDir(dir);
     if (list === null) { if (dir !== '') this.forgetDir(dir); return; }
     if (dir !== '' && !this.dirs.has(dir)) this.events.groupSeen(dir, true);
@@ -77,7 +78,7 @@ export class Scanner {
   /** A watcher reported one name: look at it without reading the whole directory. */
   hint(dir: string, name: names.Name): void {
     if (isHidden(name)) return;
-    if (dir !== '' && !this.serves(groupOf(dir))) return;
+    if (!this.serves(groupOf(dir))) return;
     const state = this.dirs.get(dir) ?? this.addDir(dir);
     const k = names.key(name);
     const seen = state.entries.get(k);
