@@ -72,6 +72,8 @@ export class Daemon {
   private heartbeat: Heartbeat | null = null;
   private readonly running = new Map<string, Running>();
   private readonly busy = new Map<string, Busy>();
+  /** ETXTBSY retries so far per job: each retry is a new start, the count must outlive it */
+  private readonly notReadyTries = new Map<string, number>();
   /** jobs that ended but could not be archived yet (full disk, permissions) */
   private readonly unfinished: { job: ClaimedJob; outcome: Outcome }[] = [];
   private readonly settling = new Map<Candidate, number>();
@@ -480,9 +482,10 @@ export class Daemon {
       this.log.info('job-start', { id: job.id, name: m.name, group: m.group, attempt: m.attempt, pid: proc.pid });
       void proc.ended.then((end) => this.ended(job.id, end));
     } else if (r.busy) {
-      this.notReady(job, group, 0, slot);
+      this.notReady(job, group, slot);
     } else {
       if (slot) this.slots.release(slot);
+      this.notReadyTries.delete(job.id);
       const now = new Date();
       this.log.warn('job-start-failed', { id: job.id, name: m.name, group: m.group, error: r.error });
       this.complete(job, { status: 'failed', exitCode: null, signal: null, started: null, finished: now, error: r.error }, group);
@@ -525,7 +528,9 @@ export class Daemon {
   }
 
   /** ETXTBSY: someone still writes the file. Not a failure: try again, backing off to 5 s. */
-  private notReady(job: ClaimedJob, group: Group, tries = 0, slot?: string): void {
+  private notReady(job: ClaimedJob, group: Group, slot?: string): void {
+    const tries = this.notReadyTries.get(job.id) ?? 0;
+    this.notReadyTries.set(job.id, tries + 1);
     if (tries === 0) this.log.info('job-not-ready', { id: job.id, name: job.meta.name, reason: 'file still open for writing (ETXTBSY)' });
     const delay = Math.min(5000, 50 * 2 ** tries);
     const timer = setTimeout(() => {
@@ -540,6 +545,7 @@ export class Daemon {
     try {
       // it never ran: the attempt it used is given back
       job.meta.attempt--;
+      this.notReadyTries.delete(job.id);
       this.finisher.requeue(job, Date.now(), 'not started: file still being written', null);
     } catch (err) {
       this.log.error('requeue-failed', { id: job.id, error: errText(err) });
@@ -555,10 +561,11 @@ export class Daemon {
     r.group.running--;
     this.load.jobEnded(id);
     if (end.busy) {
-      this.notReady(r.job, r.group, this.busy.get(id)?.tries ?? 1, r.slot);
+      this.notReady(r.job, r.group, r.slot);
       this.pump();
       return;
     }
+    this.notReadyTries.delete(id);
     if (r.slot) this.slots.release(r.slot);
     const status: JobStatus =
       end.reason === 'exit' ? (end.exitCode === 0 ? 'done' : 'failed') : end.reason;
