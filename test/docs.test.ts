@@ -15,7 +15,9 @@ interface TestLike {
 }
 
 const MAN = path.join(ROOT, 'man');
-const PAGES = ['pmjq.1', 'pmjq.5', 'pmjqctl.1', 'chaqum.1'];
+/** The pages the issue asks for; man/ may hold more. */
+const REQUIRED = ['pmjq.1', 'pmjq.5', 'pmjqctl.1', 'chaqum.1'];
+const PAGES = fs.readdirSync(MAN).filter((f) => /\.[1-8]$/.test(f)).sort();
 
 /** Is `cmd` on the PATH? */
 function have(cmd: string): boolean {
@@ -128,7 +130,8 @@ function optionEntries(rendered: string): Map<string, string> {
 
 t.test('the man pages exist and package.json lists exactly them', async (t) => {
   const files = fs.readdirSync(MAN).sort();
-  t.same(files, [...PAGES].sort(), 'man/ holds the four pages');
+  for (const p of REQUIRED) t.ok(files.includes(p), `man/${p} exists`);
+  t.same(files, PAGES, 'man/ holds man pages only');
   const pkg = readJson<{ man: string[]; version: string }>(path.join(ROOT, 'package.json'));
   t.same(pkg.man.map((p) => path.normalize(p)).sort(), files.map((f) => path.join('man', f)), 'package.json "man" lists every file in man/, and nothing else');
   for (const f of files) {
