@@ -36,7 +36,8 @@ const CACHE_MS = 60_000;
  */
 export function lookupUser(uid: number, fileGid: number): RunAs {
   const hit = cache.get(uid);
-  if (hit && Date.now() - hit.at < CACHE_MS) return hit.user;
+  // an unknown user runs with the file's group: that is the caller's, not the cached one
+  if (hit && Date.now() - hit.at < CACHE_MS) return hit.user.known ? hit.user : { ...hit.user, gid: fileGid };
   let user: RunAs = { uid, gid: fileGid, name: String(uid), home: '/', known: false };
   try {
     const out = execaSync('getent', ['passwd', String(uid)], { reject: false, timeout: 5000 });
