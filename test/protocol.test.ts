@@ -587,7 +587,9 @@ t.test('answers byte for byte', async (t) => {
   t.equal(await ask(h, 'waitjobs -- j1 j4'), 'S j1 0 j4 N', 'all ended: answered at once without a timeout');
   t.equal(await ask(h, 'waitjobs'), 'S', 'nothing to wait for');
 
+  t.ok(p.idle, 'idle: nobody waits');
   const all = ask(h, 'wait -a -- j5 j1');
+  t.notOk(p.idle, 'not idle while a job waits');
   const first = p.handlerFor({ id: 'other', tree: '/' });
   const f = ask(first, 'wait -f -t 10 -- j5 j2');
   await new Promise((r) => setImmediate(r));
@@ -617,6 +619,11 @@ t.test('answers byte for byte', async (t) => {
   const later = ask(first, 'recvmsg -t 5');
   t.equal(await ask(h, 'sendmsg -- other 2', 'hi\n'), 'S msg:3', 'a message to a job waiting in recvmsg');
   t.equal(await later, 'S 2\nhi', 'is handed over at once');
+  t.ok(p.idle, 'idle again: nobody waits in waitjobs or recvmsg');
+  const r5 = ask(first, 'recvmsg -t 50ms');
+  t.notOk(p.idle, 'a job in recvmsg is waiting');
+  t.equal(await r5, 'T');
+  t.ok(p.idle, 'after its timeout, not any more');
   t.equal(await ask(h, 'repeat -i 1h -- ' + NODE), 'S', 'repeat: S');
   t.equal(await ask(h, "repeat -c '*/5 * * * * *' -- " + NODE), 'S', '6-field cron');
   t.equal(await ask(h, "repeat -c '0 3 * * 1-5' -- " + NODE), 'S', '5-field cron');
@@ -664,7 +671,7 @@ t.test('cleanup when jobs end', async (t) => {
   t.same(host.killed.sort(), ['j3', 'j4', 'j5'], 'a killed job takes its sub-jobs with it');
   t.equal(await ask(c4, 'waitjobs -t 0 -- j1'), 'S', 'results of a parent\'s children are dropped when the parent ends');
   for (const id of ['j3', 'j4', 'j5']) p.jobEnded(id, null, true);
-  t.ok(p.idle, 'idle: nothing live, no repeat');
+  t.ok(p.idle, 'idle: nobody waiting, no repeat');
   // kept: the exit codes of the top-level jobs (top, other, o2) and of j3–j5, whose parents had ended (bounded by maxResults)
   t.same(p.stats(), { live: 0, results: 6, queuedMessages: 0, queuedBytes: 0, messageResults: 0, repeats: 0 }, 'nothing retained but what must be');
 });

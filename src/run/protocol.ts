@@ -231,6 +231,8 @@ export class Protocol {
   private msgCounter = 0;
   private repeatCounter = 0;
   private closed = false;
+  /** jobs waiting in a command */
+  private waiting = 0;
   /** jobs that ended while host.enqueue ran (see callEnqueue) */
   private endedDuringEnqueue: Map<string, number | null> | null = null;
 
@@ -266,11 +268,7 @@ export class Protocol {
     const descendants = killed ? this.descendants(l) : [];
 
     l.busy?.cancel('E job ended');
-    if (l.recv) {
-      if (l.recv.timer) clearTimeout(l.recv.timer);
-      l.recv.resolve(null);
-      l.recv = null;
-    }
+    this.takeRecv(l)?.(null);
     for (const m of l.inbox) this.unqueue(m, 'N');
     l.inbox = [];
     l.inboxBytes = 0;
@@ -309,9 +307,13 @@ export class Protocol {
     return out;
   }
 
-  /** No job queued or running that the protocol knows of and no repeat registered (chaqum's "done"). */
+  /**
+   * No repeat registered and no job waiting in a command (waitjobs,
+   * killjobs, waitrecv, recvmsg): with nothing queued or running in the
+   * engine, chaqum's "done".
+   */
   get idle(): boolean {
-    return this.repeats.size === 0 && this.live.size === 0;
+    return this.repeats.size === 0 && this.waiting === 0;
   }
 
   /** The registered repeats, for status displays. */
@@ -337,11 +339,7 @@ export class Protocol {
     this.repeats.clear();
     for (const l of this.live.values()) {
       l.busy?.cancel('E manager shutting down');
-      if (l.recv) {
-        if (l.recv.timer) clearTimeout(l.recv.timer);
-        l.recv.resolve(null);
-        l.recv = null;
-      }
+      this.takeRecv(l)?.(null);
     }
   }
 
@@ -488,7 +486,7 @@ export class Protocol {
     if (ids.includes(self.id)) return Promise.reject(new Error('a job cannot wait for itself'));
     return new Promise((resolve) => {
       const w = new Wait(ids, first, (id) => this.live.has(id), (answer) => {
-        if (self.busy === w) self.busy = null;
+        this.unbusy(self, w);
         resolve(answer);
       });
       for (const id of ids) {
@@ -537,12 +535,10 @@ export class Protocol {
     }
     if (this.queuedBytes + length > this.limits.maxQueuedBytes) throw new Error('sendmsg: too many bytes queued for all jobs (limit)');
     const m: Message = { id: `msg:${++this.msgCounter}`, from: self.id, to, data: Buffer.concat(parts, length), waiters: new Set() };
-    if (dest.recv) {
-      const r = dest.recv;
-      dest.recv = null;
-      if (r.timer) clearTimeout(r.timer);
+    const waiting = this.takeRecv(dest);
+    if (waiting) {
       this.recordDelivery(m, 'R');
-      r.resolve(m);
+      waiting(m);
     } else {
       dest.inbox.push(m);
       dest.inboxBytes += length;
@@ -558,7 +554,7 @@ export class Protocol {
     const ids = unique(operands);
     return new Promise((resolve) => {
       const w = new Wait(ids, false, (id) => this.queued.has(id), (answer) => {
-        if (self.busy === w) self.busy = null;
+        this.unbusy(self, w);
         resolve(answer);
       });
       for (const id of ids) {
@@ -587,11 +583,9 @@ export class Protocol {
     } else {
       if (timeout === 0) return 'T';
       m = await new Promise<Message | null>((resolve) => {
-        const timer = timeout === undefined ? null : setTimeout(() => {
-          self.recv = null;
-          resolve(null);
-        }, timeout);
+        const timer = timeout === undefined ? null : setTimeout(() => this.takeRecv(self)?.(null), timeout);
         self.recv = { resolve, timer };
+        this.waiting++;
       });
       if (!m) return 'T';
     }
@@ -642,6 +636,23 @@ export class Protocol {
     return id;
   }
 
+  /** The job's wait settled. */
+  private unbusy(self: Live, w: Wait): void {
+    if (self.busy !== w) return;
+    self.busy = null;
+    this.waiting--;
+  }
+
+  /** Ends the job's pending recvmsg, if any: returns the function that answers it. */
+  private takeRecv(l: Live): ((m: Message | null) => void) | null {
+    const r = l.recv;
+    if (!r) return null;
+    l.recv = null;
+    this.waiting--;
+    if (r.timer) clearTimeout(r.timer);
+    return r.resolve;
+  }
+
   /** Starts the timeout of a wait, or settles it at once when nothing is left to wait for. */
   private arm(self: Live, w: Wait, timeoutMs: number | undefined): void {
     if (w.remaining === 0 || (w.first && w.outcomes.size > 0) || timeoutMs === 0) {
@@ -649,6 +660,7 @@ export class Protocol {
       return;
     }
     self.busy = w;
+    this.waiting++;
     if (timeoutMs !== undefined) w.timer = setTimeout(() => w.settle(), timeoutMs);
   }
 
