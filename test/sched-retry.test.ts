@@ -123,7 +123,7 @@ t.test('a waiting retry is on disk in .pmjq/retry/DUE.ID and survives a restart'
   t.ok(fs.statSync(path.join(entry, 'later')).mode & 0o100, 'the job file, still executable');
 
   // stop and start again before it is due
-  p1.kill('SIGTERM');
+  p1.child.kill('SIGTERM');
   t.equal(await p1.exited, 0, 'the first daemon stops (exit 0)');
   t.ok(Date.now() < due, `stopped before the retry was due (${due - Date.now()} ms to go)`);
   t.same(fs.readdirSync(retry), entries, 'the entry waits on disk while no daemon runs');
