@@ -164,8 +164,12 @@ export class Daemon {
     }), Math.min(5000, o.leaseMs / 4));
     this.heartbeat.start((fsNow) => this.beaten(fsNow), (err) => this.beatFailed(err));
     this.recoverDeadLocalNodes();
-    const pruned = this.finisher.pruneOld();
-    if (pruned) this.log.info('pruned', { dir: this.layout.doneRoot, files: pruned });
+    const prune = (): void => {
+      const pruned = this.finisher.pruneOld();
+      if (pruned) this.log.info('pruned', { dir: this.layout.doneRoot, files: pruned, older_than_ms: o.keepAgeMs });
+    };
+    prune();
+    setInterval(prune, 3_600_000).unref();
 
     this.installSignals();
     this.scanner.scanAll();
@@ -498,8 +502,8 @@ export class Daemon {
     this.log.log(loggerLevel(level), 'output', { id: job.id, job: path.basename(job.file), level: level ?? undefined, line: text });
   }
 
-  private runAs(job: ClaimedJob): { user: RunAs; setpriv: string } | undefined {
-    if (!this.asRoot || !this.setpriv || job.meta.owner === 0) return undefined;
+  private runAs(job: ClaimedJob): { user: RunAs; setpriv: string | null } | undefined {
+    if (!this.asRoot || job.meta.owner === 0) return undefined;
     let gid = job.meta.owner;
     try { gid = fs.statSync(job.file).gid; } catch { /* the passwd entry decides */ }
     return { user: lookupUser(job.meta.owner, gid), setpriv: this.setpriv };
@@ -595,7 +599,7 @@ export class Daemon {
     const retries = group.settings.retries ?? this.opts.retries;
     if (job.meta.attempt > retries) return false;
     const base = group.settings.backoff ?? this.opts.backoffMs;
-    const delay = Math.min(BACKOFF_CAP_MS, base * 2 ** (job.meta.attempt - 1)) * (0.8 + 0.4 * Math.random());
+    const delay = Math.min(BACKOFF_CAP_MS, base * 2 ** (job.meta.attempt - 1) * (0.8 + 0.4 * Math.random()));
     const due = Date.now() + delay;
     const why = outcome.error ?? (outcome.signal ? `signal ${outcome.signal}` : `exit ${outcome.exitCode}`);
     try {

@@ -23,8 +23,12 @@ export interface JobSpec {
   cwd: string;
   env: NodeJS.ProcessEnv;
   logPath: string;
-  /** run as this user through setpriv (only when pmjq is root) */
-  runAs?: { user: RunAs; setpriv: string };
+  /**
+   * run as this user (only when pmjq is root): through setpriv, which sets
+   * the supplementary groups too; without setpriv, through spawn's uid/gid
+   * (which clears the supplementary groups)
+   */
+  runAs?: { user: RunAs; setpriv: string | null };
   timeoutMs?: number;
   killGraceMs: number;
   handler: CommandHandler;
@@ -75,13 +79,16 @@ export class JobProcess {
     let child: ChildProcess;
     try {
       this.logSizeBefore = fs.fstatSync(logFd).size;
-      const [cmd, ...args] = s.runAs ? [...setprivArgs(s.runAs.setpriv, s.runAs.user), s.file, ...s.args] : [s.file, ...s.args];
+      const viaSetpriv = s.runAs?.setpriv ? setprivArgs(s.runAs.setpriv, s.runAs.user) : [];
+      const [cmd, ...args] = [...viaSetpriv, s.file, ...s.args];
+      const ids = s.runAs && !s.runAs.setpriv ? { uid: s.runAs.user.uid, gid: s.runAs.user.gid } : {};
       this.started = new Date();
       child = spawn(cmd!, args, {
         cwd: s.cwd,
         env: s.env,
         stdio: ['ignore', s.onLine ? 'pipe' : logFd, s.onLine ? 'pipe' : logFd, 'pipe', 'pipe'],
         detached: true, // setsid(): own session and process group
+        ...ids,
       });
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
@@ -121,7 +128,7 @@ export class JobProcess {
     this.channel?.close();
     // whatever the job left running in its process group goes with it
     if (this.child?.pid !== undefined) signalGroup(this.child.pid, 'SIGTERM');
-    const busy = this.spec.runAs !== undefined && code === 126 && this.setprivFoundBusy();
+    const busy = Boolean(this.spec.runAs?.setpriv) && code === 126 && this.setprivFoundBusy();
     this.resolveEnded({ exitCode: code, signal, reason: this.reason, started: this.started, finished, busy });
   }
 
