@@ -1,22 +1,368 @@
 #!/usr/bin/env node
-// pmjqctl(1): management of a spool. The verbs arrive with the pmjqctl issue;
-// until then this front-end says so plainly instead of pretending.
+// pmjqctl(1): argument parsing and printing only; what each verb does is the
+// library in src/control/ (DESIGN §9). Tables for people, --json for
+// programs; exit status 0 ok, 1 the operation failed, 2 usage error.
 
+import fs from 'node:fs';
+import path from 'node:path';
+import yargs, { type Argv } from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { CtlError, checkPlainName, printable } from '../control/errors.js';
+import { styleFor } from '../control/format.js';
+import { requestJobKill, waitKilled, type KillOutcome } from '../control/kill.js';
+import { logs, streamSink } from '../control/logs.js';
+import { SORT_KEYS, listJobs, parseStates, renderJobs, type SortKey } from '../control/ls.js';
+import { pause, renderPaused, resume } from '../control/pause.js';
+import { retryJob, type RetryOutcome } from '../control/retry.js';
+import { runManual } from '../control/run.js';
+import { readState, DEFAULT_LEASE_MS } from '../control/state.js';
+import { renderStatus, statusReport } from '../control/status.js';
+import { submit, type Source } from '../control/submit.js';
+import { DEFAULT_GROUP, Layout } from '../spool/layout.js';
+import { formatDuration } from '../util/duration.js';
+import { errText } from '../util/fsx.js';
 import { VERSION } from '../version.js';
-import { EXIT_USAGE } from './common.js';
+import { EXIT_FAILED, EXIT_USAGE, UsageError, duration, number, usageExit } from './common.js';
 
-const verbs = ['submit', 'status', 'ls', 'logs', 'pause', 'resume', 'kill', 'retry', 'run', 'serve'];
-const arg = process.argv[2];
-if (arg === '--version' || arg === '-V') {
-  process.stdout.write(`${VERSION}\n`);
-  process.exit(0);
+const PROG = 'pmjqctl';
+
+type Args = Record<string, unknown> & { spool: string; '--'?: string[] };
+
+const out = (s: string): void => { process.stdout.write(s); };
+const json = (v: unknown): void => out(JSON.stringify(v, null, 2) + '\n');
+/** One error line for one failed item (the verb goes on with the others). */
+const complain = (verb: string, msg: string): void => { process.stderr.write(`${PROG}: ${verb}: ${printable(msg)}\n`); };
+
+/** The spool: an existing directory (writable when the verb writes). */
+function spoolOf(a: Args, write: boolean): Layout {
+  const p = path.resolve(String(a.spool));
+  let st: fs.Stats;
+  try { st = fs.statSync(p); } catch { throw new UsageError(`spool '${p}' does not exist`); }
+  if (!st.isDirectory()) throw new UsageError(`spool '${p}' is not a directory`);
+  if (write) {
+    try { fs.accessSync(p, fs.constants.W_OK | fs.constants.X_OK); } catch { throw new UsageError(`spool '${p}' is not writable by this user`); }
+  }
+  return new Layout(p);
 }
-const usage = `Usage: pmjqctl <verb> SPOOL ...\nVerbs: ${verbs.join(', ')}\n`;
-if (arg === undefined || arg === '--help' || arg === '-h') {
-  process.stdout.write(usage + 'No verb is implemented in this version yet; see pmjqctl(1).\n');
-  process.exit(arg === undefined ? EXIT_USAGE : 0);
+
+/** Comma lists or repeated flags: --group a,b --group c. */
+function list(v: unknown): string[] | undefined {
+  if (v === undefined) return undefined;
+  return (Array.isArray(v) ? v : [v]).flatMap((x) => String(x).split(',')).filter((x) => x !== '');
 }
-process.stderr.write(verbs.includes(arg)
-  ? `pmjqctl: '${arg}' is not implemented in version ${VERSION} yet\n`
-  : `pmjqctl: unknown verb '${arg}'\n${usage}`);
-process.exit(EXIT_USAGE);
+
+/** A promise that resolves at the first SIGINT or SIGTERM (and the signal's number, for exit codes). */
+function interrupted(): Promise<number> {
+  return new Promise((resolve) => {
+    process.once('SIGINT', () => resolve(2));
+    process.once('SIGTERM', () => resolve(15));
+  });
+}
+
+const sleep = (ms: number, stop: Promise<unknown>): Promise<void> =>
+  new Promise((resolve) => {
+    const t = setTimeout(resolve, ms);
+    void stop.then(() => { clearTimeout(t); resolve(); });
+  });
+
+/** Run a verb: CtlError → one line and its exit status (1, or 2 for bad values); UsageError → exit 2. */
+function act(verb: string, fn: (a: Args) => Promise<number | void> | number | void): (a: Args) => Promise<void> {
+  return async (a) => {
+    let code: number;
+    try {
+      code = (await fn(a)) ?? 0;
+    } catch (err) {
+      if (err instanceof UsageError) usageExit(PROG, `${verb}: ${err.message}`);
+      if (err instanceof CtlError) {
+        if (err.exitCode === EXIT_USAGE) usageExit(PROG, `${verb}: ${printable(err.message)}`);
+        complain(verb, err.message);
+        code = err.exitCode;
+      } else {
+        complain(verb, errText(err));
+        code = EXIT_FAILED;
+      }
+    }
+    process.exitCode = code;
+  };
+}
+
+const jsonOpt = { type: 'boolean', describe: 'print JSON for programs (shapes in pmjqctl(1))' } as const;
+const leaseOpt = {
+  type: 'string', default: `${DEFAULT_LEASE_MS / 1000}s`, requiresArg: true,
+  describe: 'a node whose heartbeat is older than DURATION is STALE (when its heartbeat does not say its own lease)',
+} as const;
+
+function spoolPositional(y: Argv): Argv {
+  return y.positional('spool', { type: 'string', describe: 'the spool directory' });
+}
+
+// ---- the verbs ----
+
+const submitVerb = act('submit', async (a) => {
+  const layout = spoolOf(a, true);
+  const cmd = a['--'];
+  const file = a.file as string | undefined;
+  let source: Source;
+  if (cmd !== undefined && cmd.length > 0) {
+    if (file !== undefined) throw new UsageError(`give a command after '--' or a FILE, not both`);
+    source = { kind: 'command', argv: cmd.map(String), cwd: process.cwd() };
+  } else if (file === '-') {
+    source = { kind: 'stdin', data: fs.readFileSync(0) };
+  } else if (file !== undefined) {
+    source = { kind: 'file', path: path.resolve(file) };
+  } else {
+    throw new UsageError(`what to run? give a command after '--', a FILE, or '-' for standard input`);
+  }
+  const r = submit(layout, { group: a.group as string | undefined, name: a.name as string | undefined, source });
+  if (a.json) json(r);
+  else out(`${printable(r.name)}\n`);
+});
+
+const statusVerb = act('status', async (a) => {
+  const layout = spoolOf(a, false);
+  const leaseMs = duration('--lease', a.lease);
+  const style = styleFor(process.stdout);
+  const draw = (): string => {
+    const r = statusReport(readState(layout, { leaseMs }));
+    return a.json ? JSON.stringify(r) + '\n' : renderStatus(r, style);
+  };
+  if (!a.watch) { out(draw()); return; }
+  const every = Math.max(100, duration('--interval', a.interval));
+  const stop = interrupted();
+  let stopped = false;
+  void stop.then(() => { stopped = true; });
+  const tty = Boolean(process.stdout.isTTY) && !a.json;
+  while (!stopped) {
+    const text = draw();
+    if (tty) {
+      // redraw in place: home, each line cleared to its end, the rest of the screen cleared
+      const head = `Every ${formatDuration(every)}: pmjqctl status ${printable(layout.spool)}    ${new Date().toISOString()}\n\n`;
+      out('\x1b[H' + (head + text).replace(/\n/g, '\x1b[K\n') + '\x1b[J');
+    } else {
+      out(a.json ? text : text + '\n');
+    }
+    await sleep(every, stop);
+  }
+});
+
+const lsVerb = act('ls', async (a) => {
+  const layout = spoolOf(a, false);
+  let grep: RegExp | undefined;
+  if (a.grep !== undefined) {
+    try { grep = new RegExp(String(a.grep)); } catch (err) { throw new UsageError(`--grep: ${(err as Error).message}`); }
+  }
+  const groups = list(a.group);
+  const r = listJobs(readState(layout, { leaseMs: duration('--lease', a.lease) }), {
+    states: parseStates(list(a.state)),
+    groups,
+    sort: a.sort as SortKey | undefined,
+    reverse: Boolean(a.reverse),
+    limit: number('--limit', a.limit, { min: 0, integer: true }),
+    grep,
+  });
+  if (a.json) json(r);
+  else out(renderJobs(r, styleFor(process.stdout)));
+});
+
+const logsVerb = act('logs', async (a) => {
+  const layout = spoolOf(a, false);
+  const id = String(a.id);
+  checkPlainName('id', id);
+  const stop = interrupted();
+  let signal = 0;
+  void stop.then((s) => { signal = s; });
+  await logs(layout, id, {
+    follow: Boolean(a.follow), raw: Boolean(a.raw), pollMs: Math.max(20, duration('--poll', a.poll)),
+    style: styleFor(process.stdout), sink: streamSink(process.stdout), stop: stop.then(() => undefined),
+  });
+  return signal ? 128 + signal : 0;
+});
+
+function pauseVerb(verb: 'pause' | 'resume'): (a: Args) => Promise<void> {
+  return act(verb, (a) => {
+    const layout = spoolOf(a, true);
+    const groups = ((a.groups as string[] | undefined) ?? []).map(String);
+    const s = verb === 'pause' ? pause(layout, groups) : resume(layout, groups);
+    for (const g of groups) {
+      const dir = g === DEFAULT_GROUP ? layout.spool : path.join(layout.spool, g);
+      if (!fs.existsSync(dir)) complain(verb, `note: there is no group directory ${dir} (yet); the flag applies when it appears, and to sub-jobs of that group`);
+    }
+    if (verb === 'resume' && groups.length && s.all) complain(verb, `note: every group is still paused (pmjqctl pause without a group); 'pmjqctl resume SPOOL' resumes all`);
+    if (a.json) json(s);
+    else out(renderPaused(s));
+  });
+}
+
+/** Ids from the command line (and after '--', for ids that start with '-'). */
+function ids(a: Args, key: string): string[] {
+  const v = [...((a[key] as string[] | undefined) ?? []), ...(a['--'] ?? [])].map(String);
+  if (v.length === 0) throw new UsageError('give at least one job id');
+  for (const id of v) checkPlainName('id', id);
+  return v;
+}
+
+const killVerb = act('kill', async (a) => {
+  const layout = spoolOf(a, true);
+  const waitMs = a.wait === false ? 0 : duration('--wait', a.wait ?? '10s');
+  const errors = a.errors !== undefined ? path.resolve(String(a.errors)) : undefined;
+  const failed: { id: string; message: string }[] = [];
+  const asked: KillOutcome[] = [];
+  for (const id of ids(a, 'ids')) {
+    try { asked.push(requestJobKill(layout, id, { errors })); } catch (err) {
+      if (!(err instanceof CtlError)) throw err;
+      failed.push({ id, message: err.message });
+    }
+  }
+  const done = waitMs > 0 ? await Promise.all(asked.map((k) => waitKilled(layout, k, waitMs, { errors }))) : asked;
+  const stillRunning = done.filter((k) => k.pending && waitMs > 0);
+  if (a.json) {
+    json({ jobs: done, errors: failed });
+  } else {
+    for (const k of done) (k.pending && waitMs > 0 ? (m: string) => complain('kill', m) : (m: string) => out(`${printable(m)}\n`))(k.message);
+  }
+  if (!a.json) for (const f of failed) complain('kill', f.message);
+  return failed.length || stillRunning.length ? EXIT_FAILED : 0;
+});
+
+const retryVerb = act('retry', (a) => {
+  const layout = spoolOf(a, true);
+  const failed: { id: string; message: string }[] = [];
+  const done: RetryOutcome[] = [];
+  for (const id of ids(a, 'ids')) {
+    try { done.push(retryJob(layout, id, { reset: Boolean(a.reset) })); } catch (err) {
+      if (!(err instanceof CtlError)) throw err;
+      failed.push({ id, message: err.message });
+    }
+  }
+  if (a.json) {
+    json({ jobs: done, errors: failed });
+  } else {
+    for (const r of done) {
+      out(`${r.id} ${printable(r.name)}: queued again as attempt ${r.attempt}${a.reset ? ' (reset)' : ''} (attempt ${r.previous_attempt} ended ${r.previous_status})\n`);
+    }
+    for (const f of failed) complain('retry', f.message);
+  }
+  return failed.length ? EXIT_FAILED : 0;
+});
+
+const runVerb = act('run', async (a) => {
+  const layout = spoolOf(a, true);
+  const name = a.name !== undefined ? String(a.name) : a['--']?.[0];
+  if (name === undefined) throw new UsageError('give the NAME of a queued job');
+  const archive = a.archive !== undefined ? path.resolve(String(a.archive)) : undefined;
+  const errors = a.errors !== undefined ? path.resolve(String(a.errors)) : undefined;
+  for (const [what, d] of [['--archive', archive], ['--errors', errors]] as const) {
+    if (d === undefined) continue;
+    try { fs.mkdirSync(d, { recursive: true }); } catch (err) { throw new UsageError(`${what} '${d}' cannot be created (${errText(err)})`); }
+  }
+  const stream = a.json ? process.stderr : process.stdout;
+  const stop = interrupted();
+  const r = await runManual(layout, {
+    name,
+    group: a.group as string | undefined,
+    archive,
+    errors,
+    timeoutMs: a.timeout !== undefined ? duration('--timeout', a.timeout) || undefined : undefined,
+    killGraceMs: duration('--kill-grace', a['kill-grace']),
+    allowRoot: Boolean(a['allow-root']),
+    sink: streamSink(stream),
+    style: styleFor(stream),
+    raw: Boolean(a.raw),
+    stop,
+  });
+  const rec = r.record;
+  if (a.json) {
+    json(rec);
+  } else {
+    const how = rec.signal ? `signal ${rec.signal}` : rec.exit_code !== null ? `exit ${rec.exit_code}` : rec.error ?? '';
+    const lines = [
+      `${PROG}: job ${rec.id} (${printable(rec.name)}) ${rec.status}: ${printable(how)}${rec.duration_ms !== null ? ` after ${formatDuration(rec.duration_ms)}` : ''}`,
+      `  node:    ${rec.node}`,
+      `  group:   ${printable(rec.group)}`,
+      `  archive: ${rec.archive === null ? '(removed: no --archive)' : printable(rec.archive)}`,
+      `  log:     ${rec.log === null ? '(no output)' : printable(rec.log)}`,
+    ];
+    if (rec.error) lines.push(`  error:   ${printable(rec.error)}`);
+    process.stderr.write(lines.join('\n') + '\n');
+  }
+  return r.exitCode;
+});
+
+// ---- the parser ----
+
+const VERBS = ['submit', 'status', 'ls', 'logs', 'pause', 'resume', 'kill', 'retry', 'run', 'serve'];
+const first = process.argv[2];
+if (first !== undefined && !first.startsWith('-') && !VERBS.includes(first)) usageExit(PROG, `unknown verb '${printable(first)}' (verbs: ${VERBS.join(', ')})`);
+
+const parser = yargs(hideBin(process.argv))
+  .scriptName(PROG)
+  .parserConfiguration({ 'populate--': true, 'parse-numbers': false, 'parse-positional-numbers': false })
+  .usage('Usage: pmjqctl <verb> SPOOL [options]\n\nManage a pmjq spool from any machine that mounts it. See pmjqctl(1).')
+  .command('submit <spool> [file]', 'put a job into the spool: -- CMD [ARG…], a FILE, or - (stdin); prints its name', (y) => spoolPositional(y)
+    .positional('file', { type: 'string', describe: 'a job file to copy in, or - for standard input' })
+    .option('group', { alias: 'g', type: 'string', describe: 'the group (subdirectory), created if missing', requiresArg: true })
+    .option('name', { type: 'string', describe: 'the job\'s exact name (refused if one of that name is queued)', requiresArg: true })
+    .option('json', jsonOpt)
+    .example('pmjqctl submit spool -g convert -- convert "in put.png" out.jpg', 'queue a command'), submitVerb as never)
+  .command('status <spool>', 'nodes, groups and totals', (y) => spoolPositional(y)
+    .option('watch', { alias: 'w', type: 'boolean', describe: 'redraw every --interval until interrupted' })
+    .option('interval', { type: 'string', default: '1s', describe: 'with --watch: how often', requiresArg: true })
+    .option('lease', leaseOpt)
+    .option('json', jsonOpt), statusVerb as never)
+  .command('ls <spool>', 'jobs in every state, one table', (y) => spoolPositional(y)
+    .option('state', { alias: 's', type: 'string', array: true, describe: 'only these states: queued, running, retrying, failed, done, rejected (comma-separated)', requiresArg: true })
+    .option('group', { alias: 'g', type: 'string', array: true, describe: 'only these groups (comma-separated)', requiresArg: true })
+    .option('sort', { choices: [...SORT_KEYS], describe: 'sort by this column (default: state, then each state\'s natural order)' })
+    .option('reverse', { alias: 'r', type: 'boolean', describe: 'reverse the order' })
+    .option('limit', { alias: 'n', type: 'string', default: '100', describe: 'print at most N jobs (0 = all)', requiresArg: true })
+    .option('grep', { type: 'string', describe: 'only jobs whose name, id, group or info match this regular expression', requiresArg: true })
+    .option('lease', leaseOpt)
+    .option('json', jsonOpt), lsVerb as never)
+  .command('logs <spool> <id>', 'a job\'s output, wherever it is', (y) => spoolPositional(y)
+    .positional('id', { type: 'string', describe: 'the job id' })
+    .option('follow', { alias: 'f', type: 'boolean', describe: 'follow a running job\'s output until it ends' })
+    .option('raw', { type: 'boolean', describe: 'bytes as they are (no [level] rendering)' })
+    .option('poll', { type: 'string', default: '250ms', describe: 'with -f: how often the file is read', requiresArg: true }), logsVerb as never)
+  .command('pause <spool> [groups..]', 'every node stops claiming (these groups\' jobs); running jobs go on', (y) => spoolPositional(y)
+    .positional('groups', { type: 'string', array: true, describe: 'groups ("default" is the top level); none = all' })
+    .option('json', jsonOpt), pauseVerb('pause') as never)
+  .command('resume <spool> [groups..]', 'every node claims again (none = resume everything)', (y) => spoolPositional(y)
+    .positional('groups', { type: 'string', array: true, describe: 'groups; none = all' })
+    .option('json', jsonOpt), pauseVerb('resume') as never)
+  .command('kill <spool> [ids..]', 'kill running jobs wherever they run; jobs waiting for a retry are killed at once', (y) => spoolPositional(y)
+    .positional('ids', { type: 'string', array: true, describe: 'job ids' })
+    .option('wait', { type: 'string', default: '10s', describe: 'wait up to DURATION for the jobs to end (--no-wait: do not)' })
+    .option('errors', { alias: 'e', type: 'string', describe: 'where a killed retrying job goes (default SPOOL/.pmjq/done)', requiresArg: true })
+    .option('json', jsonOpt), killVerb as never)
+  .command('retry <spool> [ids..]', 'failed jobs back into the queue, as attempt + 1', (y) => spoolPositional(y)
+    .positional('ids', { type: 'string', array: true, describe: 'job ids' })
+    .option('reset', { type: 'boolean', describe: 'start again from attempt 1' })
+    .option('json', jsonOpt), retryVerb as never)
+  .command('run <spool> [name]', 'claim one queued job now, here, ignoring barriers and pause; run it in the foreground', (y) => spoolPositional(y)
+    .positional('name', { type: 'string', describe: 'the queued job\'s file name' })
+    .option('group', { alias: 'g', type: 'string', describe: 'its group (default: the top level)', requiresArg: true })
+    .option('archive', { alias: 'o', type: 'string', describe: 'archive it here (default: like pmjq without -o: file removed, log and record in SPOOL/.pmjq/done)', requiresArg: true })
+    .option('errors', { alias: 'e', type: 'string', describe: 'if it fails, archive it here instead', requiresArg: true })
+    .option('timeout', { type: 'string', describe: 'stop it after DURATION (default: its group\'s timeout)', requiresArg: true })
+    .option('kill-grace', { type: 'string', default: '5s', describe: 'SIGKILL this long after SIGTERM', requiresArg: true })
+    .option('allow-root', { type: 'boolean', describe: 'as root, run a root-owned job' })
+    .option('raw', { type: 'boolean', describe: 'output bytes as they are (no [level] rendering)' })
+    .option('json', { type: 'boolean', describe: 'the record as JSON on stdout; the output goes to stderr' }), runVerb as never)
+  .command('serve <spool>', 'HTTP API, dashboard and metrics (not in this build: see pmjqctl(1))', (y) => spoolPositional(y), () => {
+    process.stderr.write(`${PROG}: serve: not implemented in version ${VERSION}\n`);
+    process.exitCode = EXIT_USAGE;
+  })
+  .demandCommand(1, 'a verb is needed: submit, status, ls, logs, pause, resume, kill, retry, run')
+  .version(VERSION)
+  .alias('version', 'V')
+  .help()
+  .alias('help', 'h')
+  .strict()
+  .wrap(Math.min(100, process.stdout.columns || 80))
+  .epilog('DURATION: 30, 30s, 250ms, 5m, 1h30m. Exit status: 0 ok, 1 the operation failed, 2 usage error.')
+  .fail((msg, err) => usageExit(PROG, msg || err?.message || 'invalid arguments'));
+
+parser.parseAsync().catch((err: unknown) => {
+  process.stderr.write(`${PROG}: ${errText(err)}\n`);
+  process.exitCode = EXIT_FAILED;
+});

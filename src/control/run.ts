@@ -1,0 +1,171 @@
+// `pmjqctl run` (jobd's run-manual, DESIGN §9): claim one queued job now, on
+// this machine, ignoring barriers and pause flags, run it in the foreground
+// and print its output and its record. It is a node of its own for the time
+// it runs — its own node id, claimed area and heartbeat — built from the
+// daemon's parts (claimFromSpool, JobProcess, Finisher, Heartbeat), so that
+// `status`, `ls`, `logs` and `kill` see it like any job, from any node, and
+// the daemons' recovery treats it like any node.
+
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Heartbeat } from '../cluster/heartbeat.js';
+import { JobProcess, type JobEnd } from '../run/job-process.js';
+import { findSetpriv, lookupUser, type RunAs } from '../run/privileges.js';
+import { SETTINGS_FILE, readSettingsFile } from '../schedule/settings.js';
+import type { Candidate } from '../spool/candidate.js';
+import { claimFromSpool, type ClaimedJob } from '../spool/claim.js';
+import { classify } from '../spool/classify.js';
+import { Finisher, type Outcome } from '../spool/finish.js';
+import { DEFAULT_GROUP, IdMaker, groupOf, makeNodeId, type Layout } from '../spool/layout.js';
+import { nameBytes } from '../spool/meta.js';
+import * as names from '../spool/names.js';
+import type { JobRecord, JobStatus } from '../spool/record.js';
+import { errText, moveNoReplace, removeTree } from '../util/fsx.js';
+import { Logger } from '../util/log.js';
+import { VERSION } from '../version.js';
+import { CtlError, q } from './errors.js';
+import type { Style } from './format.js';
+import { LevelRenderer, readFrom, type Sink } from './logs.js';
+import { doneKill, killRequested } from './requests.js';
+
+export interface RunOptions {
+  name: string;
+  /** group; default: the top level */
+  group?: string;
+  archive?: string;
+  errors?: string;
+  /** overrides the group's timeout */
+  timeoutMs?: number;
+  killGraceMs: number;
+  /** as root: run a root-owned job (pmjq's --allow-root) */
+  allowRoot: boolean;
+  /** the job's output, as it comes */
+  sink: Sink;
+  style: Style;
+  raw?: boolean;
+  /** resolves when the operator interrupts (SIGINT/SIGTERM): the job is killed */
+  stop?: Promise<unknown>;
+  /** told once the job runs */
+  onStart?: (job: ClaimedJob, node: string) => void;
+  log?: Logger;
+}
+
+export interface RunResult {
+  record: JobRecord;
+  /** the job's exit status; 128+N when a signal ended it; 1 when it could not start */
+  exitCode: number;
+}
+
+export async function runManual(layout: Layout, o: RunOptions): Promise<RunResult> {
+  const dir = o.group === undefined || o.group === DEFAULT_GROUP ? '' : o.group;
+  const where = layout.groupDir(dir);
+  if (dir !== '' && !fs.existsSync(where)) throw new CtlError(`no group ${q(o.group!)} in ${q(layout.spool)}`);
+  const name = Buffer.from(o.name);
+  const file = names.join(where, name);
+  let st: fs.Stats;
+  try {
+    st = fs.lstatSync(file);
+  } catch {
+    throw new CtlError(`no queued job ${q(o.name)} in ${q(where)}`);
+  }
+  const asRoot = process.getuid?.() === 0;
+  const verdict = classify(st, { topLevel: dir === '', asRoot, allowRoot: o.allowRoot });
+  if (verdict.kind === 'ignore') throw new CtlError(`${q(o.name)} in ${q(where)} is not executable: it is not a job (yet)`);
+  if (verdict.kind === 'group') throw new CtlError(`${q(o.name)} in ${q(where)} is a group directory, not a job`);
+  if (verdict.kind === 'reject') throw new CtlError(`${q(o.name)} in ${q(where)} is not an acceptable job: ${verdict.reason}`);
+
+  const log = o.log ?? new Logger({ verbosity: -1 });
+  const node = makeNodeId();
+  layout.create(node);
+  let job: ClaimedJob | null = null;
+  const heartbeat = new Heartbeat(layout, node, VERSION, new Date(), () => ({
+    groups: [], running: job ? 1 : 0, queued: 0, state: 'processing',
+  }));
+  heartbeat.start(() => {}, (err) => log.warn('heartbeat-failed', { node, error: errText(err) }));
+  const finisher = new Finisher(layout, node, { archive: o.archive, errors: o.errors, keep: Infinity, keepAgeMs: Infinity });
+  try {
+    const now = new Date();
+    const id = new IdMaker().next(now.getTime());
+    const c: Candidate = {
+      group: groupOf(dir), dir, name, key: names.key(name), mtimeMs: st.mtimeMs, size: st.size, uid: st.uid, seenAt: Date.now(), gone: false,
+    };
+    job = claimFromSpool(layout, node, id, c, now);
+    if (!job) throw new CtlError(`${q(o.name)} left ${q(where)} just now (claimed by a node, or removed)`);
+    return await runClaimed(layout, job, node, finisher, o, log, asRoot);
+  } finally {
+    finisher.close();
+    heartbeat.stop();
+    try { fs.rmdirSync(layout.claimed(node)); } catch { /* a job that could not be archived stays: the daemons recover it */ }
+  }
+}
+
+async function runClaimed(layout: Layout, job: ClaimedJob, node: string, finisher: Finisher, o: RunOptions, log: Logger, asRoot: boolean): Promise<RunResult> {
+  const m = job.meta;
+  let timeoutMs = o.timeoutMs;
+  if (timeoutMs === undefined) {
+    try { timeoutMs = readSettingsFile(path.join(layout.groupDir(m.dir), SETTINGS_FILE), undefined)?.settings?.timeout; } catch { /* invalid settings: no timeout */ }
+  }
+  let runAs: { user: RunAs; setpriv: string } | undefined;
+  const setpriv = asRoot ? findSetpriv() : null;
+  if (asRoot && setpriv && m.owner !== 0) runAs = { user: lookupUser(m.owner, fs.statSync(job.file).gid), setpriv };
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    PMJQ_JOB_ID: m.id, PMJQ_JOB_NAME: m.name, PMJQ_GROUP: m.group, PMJQ_SPOOL: layout.spool,
+    PMJQ_NODE: node, PMJQ_ATTEMPT: String(m.attempt), CHAQUM_IDENT: m.id,
+  };
+  if (runAs?.user.known) Object.assign(env, { HOME: runAs.user.home, USER: runAs.user.name, LOGNAME: runAs.user.name });
+  const logPath = finisher.logPath(job);
+  const proc = new JobProcess({
+    id: job.id, file: job.file, args: [], cwd: layout.groupDir(m.dir), env, logPath, runAs, timeoutMs,
+    killGraceMs: o.killGraceMs,
+    handler: () => 'E the command protocol is not available under pmjqctl run',
+    log,
+  });
+  let r;
+  try { r = proc.start(); } catch (err) { r = { ok: false as const, busy: false as const, error: errText(err) }; }
+  if (!r.ok && r.busy) {
+    // still being written: back where it was, untouched
+    const back = names.join(layout.groupDir(m.dir), nameBytes(m));
+    try { moveNoReplace(job.file, back); removeTree(job.dir); } catch { /* left claimed: recovered by a daemon */ }
+    throw new CtlError(`${q(m.name)} is still being written (ETXTBSY): left in the queue`);
+  }
+  if (!r.ok) {
+    const record = finisher.finish(job, { status: 'failed', exitCode: null, signal: null, started: null, finished: new Date(), error: r.error });
+    return { record, exitCode: 1 };
+  }
+  o.onStart?.(job, node);
+
+  // the output as it comes, and kill requests from any node
+  const out = new LevelRenderer(o.sink, o.style, o.raw);
+  let offset = 0;
+  let ended: JobEnd | null = null;
+  void proc.ended.then((e) => { ended = e; });
+  void o.stop?.then(() => proc.kill('killed'));
+  let lastKillCheck = 0;
+  while (ended === null) {
+    await Promise.race([proc.ended, new Promise((res) => setTimeout(res, 100))]);
+    offset = await readFrom(logPath, offset, out);
+    if (Date.now() - lastKillCheck > 500) {
+      lastKillCheck = Date.now();
+      if (killRequested(layout, job.id)) {
+        log.warn('job-kill', { id: job.id, requested_by: 'pmjqctl kill' });
+        proc.kill('killed');
+        doneKill(layout, job.id);
+      }
+    }
+  }
+  const end = ended as JobEnd;
+  offset = await readFrom(logPath, offset, out);
+  await out.end();
+  const status: JobStatus = end.reason === 'exit' ? (end.exitCode === 0 ? 'done' : 'failed') : end.reason;
+  const outcome: Outcome = { status, exitCode: end.exitCode, signal: end.signal, started: end.started, finished: end.finished };
+  let record: JobRecord;
+  try {
+    record = finisher.finish(job, outcome);
+  } catch (err) {
+    throw new CtlError(`job ${m.id} ended (${status}) but could not be archived: ${errText(err)}; it stays in ${q(job.dir)} and a daemon recovers it`);
+  }
+  const sig = end.signal ? os.constants.signals[end.signal as NodeJS.Signals] : undefined;
+  return { record, exitCode: end.exitCode ?? (sig !== undefined ? 128 + sig : 1) };
+}
