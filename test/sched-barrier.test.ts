@@ -44,7 +44,13 @@ t.test('-C with 20 CPU-bound jobs and -j 0: concurrency stays near the limit', a
   const mean = iv.reduce((s, i) => s + Number(i.end - i.start) / 1e6, 0) / took;
   t.comment(`load average at start ${load0.toFixed(2)}, -C ${limit}; during the run min ${Math.min(...loads).toFixed(2)} max ${Math.max(...loads).toFixed(2)}`);
   t.comment(`20 jobs of ~3 s CPU in ${(took / 1000).toFixed(1)} s: peak overlap ${peak}, mean ${mean.toFixed(2)}`);
-  t.ok(peak <= 4, `peak overlap ${peak} <= 4 (the naive barrier would start all 20)`);
+  // Other programs' load counts (that is the rule): if it fell during the run,
+  // pmjq rightly ran more of ours. The allowance is the fall of the sampled
+  // load average (which includes our own jobs, so it understates the fall);
+  // on a machine whose load holds steady it is 0 and the bound is 4.
+  const fall = Math.max(0, Math.floor(load0 - Math.min(...loads)));
+  if (fall > 0) t.comment(`the load average fell by ${fall} or more during the run: ${fall} more allowed`);
+  t.ok(peak <= 4 + fall, `peak overlap ${peak} <= ${4 + fall} (the naive barrier would start all 20)`);
   t.ok(peak >= 1, 'jobs did run');
 
   // hold/release: logged when a hold starts and when it ends, strictly alternating
