@@ -11,7 +11,9 @@ export const EXIT_USAGE = 2;
 export class UsageError extends Error {}
 
 export function usageExit(prog: string, message: string): never {
-  process.stderr.write(`${prog}: ${message}\nTry '${prog} --help' for more information.\n`);
+  // one line, whatever the message (yargs writes some on several)
+  const line = message.replace(/\s*\n\s*/g, ' ').trim();
+  process.stderr.write(`${prog}: ${line}\nTry '${prog} --help' for more information.\n`);
   process.exit(EXIT_USAGE);
 }
 

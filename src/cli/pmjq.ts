@@ -79,13 +79,14 @@ function options(a: Awaited<ReturnType<typeof parser.parse>>): DaemonOptions {
   existingDir('spool', spool);
   const archive = a.archive !== undefined ? path.resolve(a.archive) : undefined;
   const errors = a.errors !== undefined ? path.resolve(a.errors) : undefined;
-  if (archive !== undefined) writableDir('archive directory', archive);
-  if (errors !== undefined) writableDir('errors directory', errors);
   for (const d of [archive, errors]) {
-    if (d !== undefined && (d === spool || d.startsWith(spool + path.sep) && !d.startsWith(path.join(spool, '.')))) {
+    if (d !== undefined && (d === spool || d.startsWith(spool + path.sep) && !d.startsWith(spool + path.sep + '.'))) {
       throw new UsageError(`'${d}' is inside the spool, where it would be taken for a group; put it outside, or under a name starting with '.'`);
     }
   }
+  // created only once known not to be inside the spool
+  if (archive !== undefined) writableDir('archive directory', archive);
+  if (errors !== undefined) writableDir('errors directory', errors);
   const cpu = a.cpu !== undefined ? normaliseCpu(number('-c/--cpu', a.cpu, { min: 0 })) : undefined;
   return {
     spool,
