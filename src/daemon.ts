@@ -57,7 +57,7 @@ interface Busy {
 const SHARED_FS_SETTLE_MS = 2000;
 /** Retry delays double per attempt up to this. */
 const BACKOFF_CAP_MS = 3_600_000;
-/** Node crashes a job may live through beyond its retries before it is archived as failed. */
+/** Node crashes a job may live through before it is archived as failed (a job that kills its node must not do so forever). */
 const MAX_INTERRUPTIONS = 3;
 
 export class Daemon {
@@ -597,7 +597,8 @@ export class Daemon {
     if (outcome.status !== 'failed' && outcome.status !== 'timeout') return false;
     if (job.meta.script !== undefined) return false; // a sub-job's parent decides what to do about it
     const retries = group.settings.retries ?? this.opts.retries;
-    if (job.meta.attempt > retries) return false;
+    // interrupted attempts (a node stopped or died) do not count as failures
+    if (job.meta.attempt - (job.meta.interrupted ?? 0) > retries) return false;
     const base = group.settings.backoff ?? this.opts.backoffMs;
     const delay = Math.min(BACKOFF_CAP_MS, base * 2 ** (job.meta.attempt - 1) * (0.8 + 0.4 * Math.random()));
     const due = Date.now() + delay;
@@ -678,8 +679,7 @@ export class Daemon {
   /** Take over a stale node's claimed jobs, free its cluster slots, remove its heartbeat. */
   private recover(dead: string): void {
     try {
-      const exhausted = (m: { group: string; attempt: number }): boolean =>
-        m.attempt > (this.groups.get(m.group).settings.retries ?? this.opts.retries) + MAX_INTERRUPTIONS;
+      const exhausted = (m: { interrupted?: number }): boolean => (m.interrupted ?? 0) >= MAX_INTERRUPTIONS;
       recoverNode(this.layout, this.node, dead, this.finisher, this.log, exhausted);
       const freed = this.slots.releaseNode(dead);
       if (freed) this.log.info('slots-freed', { node: dead, slots: freed });

@@ -89,6 +89,7 @@ export class Finisher {
    */
   requeue(job: ClaimedJob, dueMs: number, why: string, outcome: Outcome | null): { entry: string; meta: JobMeta; record: JobRecord | null } {
     const meta: JobMeta = { ...job.meta, attempt: job.meta.attempt + 1, previous: why };
+    if (outcome?.status === 'interrupted') meta.interrupted = (meta.interrupted ?? 0) + 1;
     writeFileAtomic(path.join(job.dir, META_FILE), JSON.stringify(meta) + '\n');
     const name = `${Math.round(dueMs)}.${meta.id}`;
     const entry = path.join(this.layout.retry, name);

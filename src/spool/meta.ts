@@ -25,6 +25,8 @@ export interface JobMeta {
   parent: string | null;
   /** why the previous attempt ended, for retries and requeues */
   previous?: string;
+  /** attempts cut short by a stopping or dead node: they do not use up --retries */
+  interrupted?: number;
   /** a sub-job (enqueued over fd 3): the script it runs, which stays where it is, and its arguments */
   script?: string;
   args?: string[];
