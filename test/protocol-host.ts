@@ -4,6 +4,7 @@
 // spool would run) start at once; sub-jobs queue in their group.
 
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { JobProcess, type JobEnd } from '../dist/run/job-process.js';
@@ -223,4 +224,90 @@ export class TestHost implements ProtocolHost {
     this.endWaiters.delete(id);
     for (const f of list ?? []) f();
   }
+}
+
+// ---- shared by the protocol tests: sub-jobs and helpers ----
+
+/** Sub-jobs every test tree has (see writeTree). */
+export const SUBJOBS: Record<string, string> = {
+  stamp: `#!/bin/sh
+# stamp DIR NAME CODE [SECONDS]: start and end stamps (ns), then exit CODE
+echo "start $(date +%s%N)" >> "$1/$2"
+sleep "\${4:-0.2}"
+echo "end $(date +%s%N)" >> "$1/$2"
+exit "$3"
+`,
+  sleeper: `#!/bin/sh
+. "$PMJQ_LIB/pmjq.sh"
+pmjq_sendmsg "$pmjq_parent" up >/dev/null || exit 1
+exec sleep 60
+`,
+  argv: `#!/bin/sh
+out=$1
+shift
+printf '%s\\0' "$@" > "$out"
+`,
+  tick: `#!/bin/sh
+# tick DIR NAME [SECONDS]
+echo "start $(date +%s%N)" >> "$1/$2"
+[ -n "$3" ] && sleep "$3"
+echo "end $(date +%s%N)" >> "$1/$2"
+exit 0
+`,
+};
+
+/** shell single-quoting for the test's own scripts */
+export function shq(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/** Writes the sub-jobs (and a non-executable file) into `tree`. */
+export function writeTree(tree: string): void {
+  fs.mkdirSync(tree, { recursive: true });
+  for (const [name, body] of Object.entries(SUBJOBS)) fs.writeFileSync(path.join(tree, name), body, { mode: 0o755 });
+  fs.writeFileSync(path.join(tree, 'notexec'), '#!/bin/sh\n', { mode: 0o644 });
+}
+
+export function writeScript(dir: string, name: string, body: string): string {
+  const file = path.join(dir, name);
+  fs.writeFileSync(file, body, { mode: 0o755 });
+  return file;
+}
+
+/** start/end stamps (ns) of a stamp/tick file */
+export function readStamps(file: string): { start: bigint; end: bigint | null }[] {
+  const out: { start: bigint; end: bigint | null }[] = [];
+  let text = '';
+  try { text = fs.readFileSync(file, 'utf8'); } catch { return out; }
+  for (const line of text.split('\n')) {
+    const [what, ns] = line.split(' ');
+    if (what === 'start') out.push({ start: BigInt(ns!), end: null });
+    else if (what === 'end' && out.length > 0) out[out.length - 1]!.end = BigInt(ns!);
+  }
+  return out;
+}
+
+/** Waits until fn() is truthy, polling every 20 ms, bounded. */
+export async function until<T>(what: string, fn: () => T | undefined | null | false, timeoutMs = 20_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+export interface Ctx { dir: string; tree: string; host: TestHost }
+
+export function setup(t: { teardown(fn: () => unknown): void }, limits: Partial<Limits> = {}, env: NodeJS.ProcessEnv = {}): Ctx {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pmjq-protocol-'));
+  const tree = path.join(dir, 'tree');
+  writeTree(tree);
+  const host = new TestHost(dir, limits, env);
+  t.teardown(async () => {
+    await host.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  return { dir, tree, host };
 }

@@ -1,22 +1,22 @@
 // The job protocol with real processes (DESIGN §6, issue 4): a job in each
 // of sh, Python 3, Perl 5 and Node (dist/lib/job.js) enqueues sub-jobs in a
 // group with -m 1 and waits for them, kills a sleeping sub-job, exchanges
-// messages; repeats fire; hostile input on fd 3 is answered with E or
-// dropped while the next job still runs. Plus in-process checks of the
-// answers byte for byte, of cleanup and of the bounds.
+// messages; hostile input on fd 3 is answered with E or dropped while the
+// next job still runs. Plus in-process checks of the answers byte for byte,
+// of cleanup and of the bounds. Repeats: protocol-repeat.test.ts; the man
+// page's examples: protocol-examples.test.ts.
 //
 // The host (test/protocol-host.ts) spawns every job with JobProcess, as the
 // engine will. Waiting is always for an event (a job's end, a log line, a
 // file), bounded; every process is killed by its process group at teardown.
 
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
 import type { ChannelIO, CommandHandler } from '../dist/run/channel.js';
 import { Protocol, type EnqueueRequest, type Limits, type ProtocolHost } from '../dist/run/protocol.js';
 import { Logger } from '../dist/util/log.js';
-import { TestHost } from './protocol-host.js';
+import { readStamps, setup, shq, until, writeScript } from './protocol-host.js';
 
 // ---- fixtures: the jobs ----
 //
@@ -31,33 +31,6 @@ import { TestHost } from './protocol-host.js';
 
 const ARGS = ['a b', "it's", '"dq"', '$HOME', '`x`', 'grüße 日本語 €', '', 'back\\slash', '-x', '--', "'", 'tab\there', '*', '~'];
 const PAYLOAD = "grüße, 日本語 € ✓\nsecond line: 'single' \"double\" $HOME `cmd` \\ backslash\n\nafter an empty line\n";
-
-const SUBJOBS: Record<string, string> = {
-  stamp: `#!/bin/sh
-# stamp DIR NAME CODE [SECONDS]: start and end stamps (ns), then exit CODE
-echo "start $(date +%s%N)" >> "$1/$2"
-sleep "\${4:-0.2}"
-echo "end $(date +%s%N)" >> "$1/$2"
-exit "$3"
-`,
-  sleeper: `#!/bin/sh
-. "$PMJQ_LIB/pmjq.sh"
-pmjq_sendmsg "$pmjq_parent" up >/dev/null || exit 1
-exec sleep 60
-`,
-  argv: `#!/bin/sh
-out=$1
-shift
-printf '%s\\0' "$@" > "$out"
-`,
-  tick: `#!/bin/sh
-# tick DIR NAME [SECONDS]
-echo "start $(date +%s%N)" >> "$1/$2"
-[ -n "$3" ] && sleep "$3"
-echo "end $(date +%s%N)" >> "$1/$2"
-exit 0
-`,
-};
 
 const ENTRY_SH = `#!/bin/sh
 . "$PMJQ_LIB/pmjq.sh"
@@ -281,62 +254,6 @@ id=$(pmjq_enqueue stamp "$2" "$3" 5) || exit 1
 pmjq_wait -t 20 -- "$id" > "$1"
 `;
 
-/** shell single-quoting for the test's own scripts */
-function shq(s: string): string {
-  return `'${s.replace(/'/g, `'\\''`)}'`;
-}
-
-/** Writes the sub-jobs (and a non-executable file) into `tree`. */
-function writeTree(tree: string): void {
-  fs.mkdirSync(tree, { recursive: true });
-  for (const [name, body] of Object.entries(SUBJOBS)) fs.writeFileSync(path.join(tree, name), body, { mode: 0o755 });
-  fs.writeFileSync(path.join(tree, 'notexec'), '#!/bin/sh\n', { mode: 0o644 });
-}
-
-function writeScript(dir: string, name: string, body: string): string {
-  const file = path.join(dir, name);
-  fs.writeFileSync(file, body, { mode: 0o755 });
-  return file;
-}
-
-/** start/end stamps (ns) of a stamp/tick file */
-function readStamps(file: string): { start: bigint; end: bigint | null }[] {
-  const out: { start: bigint; end: bigint | null }[] = [];
-  let text = '';
-  try { text = fs.readFileSync(file, 'utf8'); } catch { return out; }
-  for (const line of text.split('\n')) {
-    const [what, ns] = line.split(' ');
-    if (what === 'start') out.push({ start: BigInt(ns!), end: null });
-    else if (what === 'end' && out.length > 0) out[out.length - 1]!.end = BigInt(ns!);
-  }
-  return out;
-}
-
-/** Waits until fn() is truthy, polling every 20 ms, bounded. */
-async function until<T>(what: string, fn: () => T | undefined | null | false, timeoutMs = 20_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-interface Ctx { dir: string; tree: string; host: TestHost }
-
-function setup(t: { teardown(fn: () => unknown): void }, limits: Partial<Limits> = {}): Ctx {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pmjq-protocol-'));
-  const tree = path.join(dir, 'tree');
-  writeTree(tree);
-  const host = new TestHost(dir, limits);
-  t.teardown(async () => {
-    await host.close();
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
-  return { dir, tree, host };
-}
-
 // ---- the four client libraries, with real processes ----
 
 for (const [lang, entry] of Object.entries(ENTRIES)) {
@@ -378,66 +295,6 @@ for (const [lang, entry] of Object.entries(ENTRIES)) {
     t.equal(host.protocol.stats().queuedBytes, 0, 'no message left queued');
   });
 }
-
-// ---- repeats ----
-
-t.test('repeats: a 1-second interval fires repeatedly, at most one instance at a time; a 6-field cron fires', async (t) => {
-  const { dir, tree, host } = setup(t);
-  const ticks = path.join(dir, 'ticks');
-  fs.mkdirSync(ticks);
-  const out = path.join(dir, 'out');
-  const reg = writeScript(tree, 'register', `#!/bin/sh
-. "$PMJQ_LIB/pmjq.sh"
-pmjq_repeat_interval 1s tick ${shq(ticks)} fast || exit 1
-pmjq_repeat_interval 0s1m0h0d0w tick ${shq(ticks)} never || exit 1
-pmjq_repeat_cron '0 0 * * 1' tick ${shq(ticks)} weekly || exit 1
-echo registered > ${shq(out)}
-`);
-  const regPy = writeScript(tree, 'register-py', `#!/usr/bin/env python3
-from pmjq import *
-interval("tick", ${JSON.stringify(ticks)}, "slow", "1.5", seconds=1)
-cron("tick", ${JSON.stringify(ticks)}, "cron")
-`);
-  const started = Date.now();
-  const a = host.startTop(reg);
-  const b = host.startTop(regPy);
-  t.equal((await host.ended(a.id)).end?.exitCode, 0, 'sh registers an interval and a 5-field cron');
-  t.equal((await host.ended(b.id)).end?.exitCode, 0, 'Python registers an interval and a 6-field cron (every second)');
-  t.equal(host.protocol.listRepeats().length, 5, 'five repeats registered');
-  t.notOk(host.protocol.idle, 'not idle while repeats are registered');
-
-  await until('3 fast ticks, 2 slow ones, 2 cron ones', () => {
-    const fast = readStamps(path.join(ticks, 'fast')).filter((s) => s.end !== null);
-    const slow = readStamps(path.join(ticks, 'slow')).filter((s) => s.end !== null);
-    const cron = readStamps(path.join(ticks, 'cron')).filter((s) => s.end !== null);
-    return fast.length >= 3 && slow.length >= 2 && cron.length >= 2;
-  }, 15_000);
-  t.comment(`repeats fired as expected within ${Date.now() - started} ms`);
-
-  // when the repeats fired: the host's enqueue times (the sub-jobs' own stamps add spawn jitter)
-  const firings = (arg: string): number[] => [...host.jobs.values()].filter((j) => j.repeat && j.args[1] === arg).map((j) => j.enqueuedAt);
-  const fast = firings('fast');
-  const gaps = fast.slice(1).map((x, i) => x - fast[i]!);
-  t.ok(gaps.every((g) => g > 600 && g < 1600), `fast firings about 1 s apart (${gaps.join(', ')} ms)`);
-  const mean = (fast[fast.length - 1]! - fast[0]!) / (fast.length - 1);
-  t.ok(mean > 950 && mean < 1150, `at a fixed rate: ${mean.toFixed(0)} ms on average`);
-  const slow = readStamps(path.join(ticks, 'slow'));
-  for (let i = 1; i < slow.length; i++) {
-    t.ok(slow[i - 1]!.end !== null && slow[i]!.start >= slow[i - 1]!.end!, 'a slow instance starts only after the previous one ended');
-  }
-  await host.waitLine(/event=repeat-skipped .*running=/);
-  t.pass('a firing while the previous instance still ran was skipped (and logged)');
-  const cron = firings('cron');
-  t.ok(cron.every((x) => x % 1000 < 300), `the every-second cron fires on the second (${cron.map((x) => x % 1000).join(', ')} ms past)`);
-  const cgaps = cron.slice(1).map((x, i) => x - cron[i]!);
-  t.ok(cgaps.every((g) => g > 700 && g < 1300), `… once a second (${cgaps.join(', ')} ms apart)`);
-  t.notOk(fs.existsSync(path.join(ticks, 'never')) || fs.existsSync(path.join(ticks, 'weekly')), 'the minutely and weekly ones did not fire yet');
-  const info = host.protocol.listRepeats().find((r) => r.schedule === 'every 0s1m0h0d0w')!;
-  t.ok(Math.abs(info.next.getTime() - (started + 60_000)) < 5000, 'chaqum interval 0s1m0h0d0w means one minute');
-
-  host.protocol.close();
-  t.ok(host.protocol.listRepeats().length === 0, 'close() clears the repeats');
-});
 
 // ---- hostile input ----
 
