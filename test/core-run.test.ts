@@ -219,6 +219,28 @@ t.test('an archive entry is never overwritten: decoys for every millisecond of t
   t.equal(foreign.length, 6, 'the two jobs added a file, a log and a record each');
 });
 
+t.test('-j 2: at most two jobs at once', async (t) => {
+  const { dir, spool, archive } = scratch(t);
+  const g = await gate(t, dir);
+  for (let i = 0; i < 6; i++) dropJob(spool, `j${i}`, `#!/bin/sh\nflock -s '${g.lock}' true\n`);
+  const p = start(t, BIN.pmjq, [...ROOT_ARGS, '--once', '-j', '2', '-o', archive, spool]);
+  await waitLines(p, /event=job-start /, 2);
+  await waitFor('two jobs running', () => jobProcesses(spool).length >= 2, 5000);
+  // a scheduling pass starts all it may at once: had it been allowed more, they would be running now
+  t.equal(p.stderr().split('event=job-start ').length - 1, 2, 'two jobs started');
+  t.equal(fs.readdirSync(spool).filter((f) => !f.startsWith('.')).length, 4, 'four still queued, unclaimed');
+  g.open();
+  t.equal(await p.exited, 0);
+  let running = 0;
+  let max = 0;
+  for (const l of p.stderr().split('\n')) {
+    if (/event=job-start /.test(l)) max = Math.max(max, ++running);
+    if (/event=job-end /.test(l)) running--;
+  }
+  t.equal(max, 2, 'never more than two running');
+  t.equal(archivedRaw(archive).length, 6, 'all six ran');
+});
+
 t.test('--once exits 0 when every job succeeds and 1 when one fails', async (t) => {
   const ok = scratch(t);
   for (let i = 0; i < 3; i++) dropJob(ok.spool, `ok${i}`, '#!/bin/sh\nexit 0\n');
