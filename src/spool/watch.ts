@@ -1,13 +1,16 @@
-// Noticing new jobs. On a local filesystem inotify (through chokidar, native
-// mode only) reports a new file within milliseconds; a rescan every --poll is
-// the safety net for anything missed. On NFS/SMB/FUSE other nodes' writes
-// raise no events, so there the rescan is the mechanism: one readdir per
-// directory per interval. chokidar's own polling is never used: it stats
-// every file separately, which on a 100 000-file NFS spool is ruinous.
+// Noticing new jobs. On a local filesystem inotify reports a new file within
+// milliseconds; a rescan every --poll is the safety net for anything missed.
+// On NFS/SMB/FUSE other nodes' writes raise no events, so there the rescan is
+// the mechanism: one readdir per directory per interval.
+//
+// inotify is used through node:fs watch, one watch per directory (the spool
+// and each group), each event naming the entry: a hint for the scanner. Not
+// chokidar: it adds a watch per file and re-reads (and stats) the whole
+// directory on every change, which with 100 000 queued jobs cost hundreds of
+// MB and most of the daemon's CPU (bench/RESULTS.md, figure 3).
 
 import fs from 'node:fs';
 import path from 'node:path';
-import { watch as chokidarWatch, type FSWatcher } from 'chokidar';
 
 export type WatchMode = 'inotify' | 'poll';
 
@@ -55,8 +58,10 @@ export interface WatchEvents {
 }
 
 export class Watcher {
-  private chokidar: FSWatcher | null = null;
+  /** one inotify watch per directory: '' = the spool's top level, else a group */
+  private readonly watches = new Map<string, fs.FSWatcher>();
   private timer: NodeJS.Timeout | null = null;
+  private stopped = false;
 
   constructor(
     private readonly spool: string,
@@ -69,53 +74,83 @@ export class Watcher {
   async start(): Promise<void> {
     this.timer = setInterval(() => this.events.rescan(), this.pollMs);
     if (this.mode !== 'inotify') return;
-    const root = this.spool;
-    const w = chokidarWatch(root, {
-      ignoreInitial: true,
-      depth: 1,
-      atomic: false,
-      followSymlinks: false,
-      usePolling: false,
-      ignorePermissionErrors: true,
-      ignored: (p: string) => p !== root && path.basename(p).startsWith('.'),
-    });
-    this.chokidar = w;
-    w.on('add', (p) => this.onPath(p, false));
-    w.on('change', (p) => this.onPath(p, false));
-    w.on('addDir', (p) => this.onPath(p, true));
-    w.on('error', (e) => this.events.error(e as Error));
-    // chokidar reports a name once: a job dropped again under a name that was
-    // just claimed (renamed away) went unreported until the next rescan. The
-    // raw inotify events of the directory watches name every entry created
-    // or moved in; each is a hint (a name already known costs nothing).
-    // File watches report their own name: skipped, as is the ambiguous case
-    // of a group holding an entry of its own name (the rescan finds it).
-    w.on('raw', (event, name, details) => {
-      const dir = (details as { watchedPath?: string } | undefined)?.watchedPath;
-      if (event !== 'rename' || !name || dir === undefined) return;
-      if (dir !== root && (path.dirname(dir) !== root || path.basename(dir) === name)) return;
-      this.onPath(path.join(dir, name), false);
-    });
-    await new Promise<void>((resolve) => w.once('ready', () => resolve()));
+    if (!this.watchDir('')) return;
+    let top: fs.Dirent[];
+    try {
+      top = fs.readdirSync(this.spool, { withFileTypes: true });
+    } catch (err) {
+      this.events.error(err as Error);
+      return;
+    }
+    for (const d of top) if (d.isDirectory() && !d.name.startsWith('.')) this.watchDir(d.name);
   }
 
-  private onPath(p: string, isDir: boolean): void {
-    const rel = path.relative(this.spool, p);
-    if (rel === '' || rel.startsWith('..')) return;
-    const slash = rel.indexOf('/');
-    if (slash < 0) {
-      if (isDir) this.events.group(rel);
-      else this.events.entry('', rel);
+  /** Watch a directory; false if that is impossible (the rescan still finds its jobs). */
+  private watchDir(dir: string): boolean {
+    if (this.stopped || this.watches.has(dir)) return true;
+    const full = dir === '' ? this.spool : path.join(this.spool, dir);
+    let w: fs.FSWatcher;
+    try {
+      w = fs.watch(full, { persistent: true }, (_event, name) => this.onEvent(dir, name));
+    } catch (err) {
+      // a group removed meanwhile, or unreadable: nothing to watch; anything else (ENOSPC: out of inotify watches) is said
+      if (!isGone(err)) this.events.error(err as Error);
+      return false;
+    }
+    w.on('error', (err) => {
+      this.unwatch(dir);
+      if (!isGone(err)) this.events.error(err);
+    });
+    this.watches.set(dir, w);
+    return true;
+  }
+
+  private unwatch(dir: string): void {
+    const w = this.watches.get(dir);
+    if (!w) return;
+    this.watches.delete(dir);
+    w.close();
+  }
+
+  /** Every entry created, moved in or changed is a hint: a name already known costs the scanner nothing. */
+  private onEvent(dir: string, name: string | Buffer | null): void {
+    if (this.stopped) return;
+    if (name === null) {
+      // no name (the event queue overflowed): look at the whole directory
+      if (dir === '') this.events.rescan();
+      else this.events.group(dir);
+      return;
+    }
+    const n = name.toString();
+    if (n.startsWith('.')) return;
+    if (dir !== '') { this.events.entry(dir, n); return; }
+    // at the top level an entry is a job or a group directory
+    let st: fs.Stats | undefined;
+    try {
+      st = fs.lstatSync(path.join(this.spool, n), { throwIfNoEntry: false });
+    } catch {
+      st = undefined;
+    }
+    if (st === undefined) {
+      // gone (claimed, removed): a group directory that went is watched no more
+      this.unwatch(n);
+    } else if (st.isDirectory()) {
+      if (!this.watches.has(n) && this.watchDir(n)) this.events.group(n);
     } else {
-      this.events.entry(rel.slice(0, slash), rel.slice(slash + 1));
+      this.unwatch(n);
+      this.events.entry('', n);
     }
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
-    const w = this.chokidar;
-    this.chokidar = null;
-    if (w) await w.close();
+    for (const dir of [...this.watches.keys()]) this.unwatch(dir);
   }
+}
+
+function isGone(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'ENOENT' || code === 'ENOTDIR' || code === 'EACCES' || code === 'EPERM';
 }
