@@ -59,14 +59,26 @@ export class Finisher {
     const isSub = meta.script !== undefined;
     if (dest !== undefined) {
       const base = isSub ? null : this.archiveJobFile(job, dest, outcome.finished);
-      record.archive = base === null ? null : names.display(base);
-      const logDst = base === null ? this.freeArchiveName(dest, meta, outcome.finished, '.log') : Buffer.concat([base, Buffer.from('.log')]);
-      if (exists(logSrc)) {
-        moveNoReplace(logSrc, logDst);
-        record.log = names.display(logDst);
+      let movedLog: Buffer | null = null;
+      try {
+        record.archive = base === null ? null : names.display(base);
+        const logDst = base === null ? this.freeArchiveName(dest, meta, outcome.finished, '.log') : Buffer.concat([base, Buffer.from('.log')]);
+        if (exists(logSrc)) {
+          moveNoReplace(logSrc, logDst);
+          movedLog = logDst;
+          record.log = names.display(logDst);
+        }
+        const jsonDst = Buffer.concat([base ?? logDst.subarray(0, logDst.length - 4), Buffer.from('.json')]);
+        writeNew(jsonDst, JSON.stringify(record, null, 2) + '\n');
+      } catch (err) {
+        // Half an entry (the job file without its log or record: a full
+        // disk) is undone, so that the job stays whole in its claimed
+        // directory and the next try starts afresh, rather than taking the
+        // moved file for one the job removed itself.
+        if (movedLog !== null) try { moveNoReplace(movedLog, logSrc); } catch { /* left where the record would name it */ }
+        if (base !== null) try { moveNoReplace(base, job.file); } catch { /* left in the archive */ }
+        throw err;
       }
-      const jsonDst = Buffer.concat([base ?? logDst.subarray(0, logDst.length - 4), Buffer.from('.json')]);
-      fs.writeFileSync(jsonDst, JSON.stringify(record, null, 2) + '\n', { flag: 'wx' });
     } else {
       if (!isSub) try { fs.unlinkSync(job.file); } catch (err) { if (!isErrno(err, 'ENOENT')) throw err; }
       const done = this.layout.doneRoot;
@@ -78,8 +90,21 @@ export class Finisher {
       this.keep(meta.id);
     }
     this.appendHistory(record);
-    removeTree(job.dir);
+    removeClaimedDir(job.dir);
     return record;
+  }
+
+  /**
+   * Note in the claimed directory how a job ended whose archive step failed,
+   * so that a node recovering it archives it rather than running it again.
+   */
+  markEnded(job: ClaimedJob, o: Outcome): void {
+    const ended: NonNullable<JobMeta['ended']> = {
+      status: o.status, exit_code: o.exitCode, signal: o.signal,
+      started: o.started?.toISOString() ?? null, finished: o.finished.toISOString(),
+      ...(o.error !== undefined ? { error: o.error } : {}),
+    };
+    writeFileAtomic(path.join(job.dir, META_FILE), JSON.stringify({ ...job.meta, ended }) + '\n');
   }
 
   /**
@@ -233,9 +258,46 @@ function archiveName(dest: string, meta: JobMeta, when: Date, n: number, reserve
   return names.join(dest, Buffer.concat([prefix, name]));
 }
 
+/** The outcome markEnded noted. */
+export function endedOutcome(e: NonNullable<JobMeta['ended']>): Outcome {
+  return {
+    status: e.status as JobStatus, exitCode: e.exit_code, signal: e.signal,
+    started: e.started === null ? null : new Date(e.started), finished: new Date(e.finished),
+    ...(e.error !== undefined ? { error: e.error } : {}),
+  };
+}
+
+/** Create a file that must not exist yet; a partial file (ENOSPC mid-write) is removed. */
+function writeNew(file: Buffer, data: string): void {
+  const fd = fs.openSync(file, 'wx');
+  try {
+    fs.writeFileSync(fd, data);
+  } catch (err) {
+    fs.closeSync(fd);
+    try { fs.unlinkSync(file); } catch { /* gone */ }
+    throw err;
+  }
+  fs.closeSync(fd);
+}
+
 /** Neither BASE.log nor BASE.json exists. */
 function sidesFree(base: Buffer): boolean {
   return !exists(Buffer.concat([base, Buffer.from('.log')])) && !exists(Buffer.concat([base, Buffer.from('.json')]));
+}
+
+/**
+ * The claimed directory of a finished job: its file and log have moved out,
+ * so normally only the metadata is left: two syscalls instead of a recursive
+ * removal's ten. Anything else in it (a job that wrote beside itself) is
+ * removed the general way.
+ */
+function removeClaimedDir(dir: string): void {
+  try {
+    fs.unlinkSync(path.join(dir, META_FILE));
+    fs.rmdirSync(dir);
+  } catch {
+    removeTree(dir);
+  }
 }
 
 function exists(p: string | Buffer): boolean {
