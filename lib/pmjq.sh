@@ -91,10 +91,10 @@ pmjq_repeat_cron() {
 
 # pmjq__pairs: print "ID RESULT" lines from $pmjq_answer
 pmjq__pairs() {
-  set -f
+  case $- in *f*) pmjq__f= ;; *) pmjq__f=1; set -f ;; esac
   # shellcheck disable=SC2086
   set -- $pmjq_answer
-  set +f
+  [ -z "$pmjq__f" ] || set +f
   while [ $# -ge 2 ]; do printf '%s %s\n' "$1" "$2"; shift 2; done
 }
 
@@ -154,7 +154,7 @@ pmjq_sendmsg_file() {
 # pmjq_recvmsg [-t TIMEOUT]: write the next message to stdout (exactly its bytes);
 # status 110 at the timeout
 pmjq_recvmsg() {
-  if [ "$1" = -t ]; then pmjq__cmd recvmsg -t "$2"; else pmjq__cmd recvmsg; fi || return
+  if [ "${1-}" = -t ]; then pmjq__cmd recvmsg -t "${2-}"; else pmjq__cmd recvmsg; fi || return
   case $pmjq_answer in
     ''|*[!0-9]*) pmjq_log_error "pmjq: bad recvmsg answer '$pmjq_status $pmjq_answer'"; return 1 ;;
   esac

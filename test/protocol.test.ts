@@ -155,6 +155,11 @@ w('done');
 
 const ENTRIES: Record<string, { file: string; body: string }> = {
   sh: { file: 'entry-sh', body: ENTRY_SH },
+  // the same library under bash with set -eu
+  bash: {
+    file: 'entry-bash',
+    body: ENTRY_SH.replace('#!/bin/sh\n', '#!/bin/bash\nset -eu\n').replace(/g-sh/g, 'g-bash').replace(/ sh([123]) /g, ' bash$1 '),
+  },
   py: { file: 'entry-py', body: ENTRY_PY },
   pl: { file: 'entry-pl', body: ENTRY_PL },
   js: { file: 'entry-js.mjs', body: ENTRY_MJS },

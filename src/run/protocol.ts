@@ -302,7 +302,7 @@ export class Protocol {
       const l = this.live.get(c);
       if (!l) continue;
       out.push(c);
-      todo.push(...l.children);
+      for (const g of l.children) todo.push(g);
     }
     return out;
   }
