@@ -379,6 +379,8 @@ export class Daemon {
   }
 
   private pump(): void {
+    // timers run late while jobs keep ending: a busy node beats from here
+    this.heartbeat?.beatIfDue();
     if (this.stopping || this.pumping || this.fenced) return;
     this.pumping = true;
     try {
@@ -636,8 +638,9 @@ export class Daemon {
         id: job.id, name: job.meta.name, error: errText(err),
         kept_in: job.dir, retry: 'the archive step is tried again every poll interval',
       });
-      this.unfinished.push({ job, outcome });
-      this.unfinishedTimer ??= setInterval(() => this.retryUnfinished(), this.opts.pollMs);
+      // should we stop (or die) before it is archived, the next pmjq archives it: it never runs again
+      try { this.finisher.markEnded(job, outcome); } catch { /* without the note it would be requeued */ }
+      this.keepUnfinished(job, outcome);
       return;
     }
     this.finishedCount++;
@@ -646,6 +649,11 @@ export class Daemon {
       exit: record.exit_code, signal: record.signal, duration_ms: record.duration_ms,
       archive: record.archive, error: record.error,
     });
+  }
+
+  private keepUnfinished(job: ClaimedJob, outcome: Outcome): void {
+    this.unfinished.push({ job, outcome });
+    this.unfinishedTimer ??= setInterval(() => this.retryUnfinished(), this.opts.pollMs);
   }
 
   private retryUnfinished(): void {
@@ -680,7 +688,10 @@ export class Daemon {
   private recover(dead: string): void {
     try {
       const exhausted = (m: { interrupted?: number }): boolean => (m.interrupted ?? 0) >= MAX_INTERRUPTIONS;
-      recoverNode(this.layout, this.node, dead, this.finisher, this.log, exhausted);
+      recoverNode(this.layout, this.node, dead, this.finisher, this.log, exhausted, (job, outcome) => {
+        this.log.error('archive-failed', { id: job.id, name: job.meta.name, node: dead, kept_in: job.dir, retry: 'the archive step is tried again every poll interval' });
+        this.keepUnfinished(job, outcome);
+      });
       const freed = this.slots.releaseNode(dead);
       if (freed) this.log.info('slots-freed', { node: dead, slots: freed });
       try { fs.unlinkSync(this.layout.heartbeat(dead)); } catch { /* gone */ }
@@ -731,7 +742,7 @@ export class Daemon {
       return;
     }
     if (this.unfinished.length > 0) {
-      this.log.error('unarchived', { jobs: this.unfinished.length, error: 'jobs could not be archived; they stay claimed and are requeued by the next pmjq' });
+      this.log.error('unarchived', { jobs: this.unfinished.length, error: 'jobs could not be archived; they stay claimed and the next pmjq archives them' });
     }
     void this.shutdown(this.failures > 0 || this.unfinished.length > 0 ? 1 : 0);
   }

@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { ClaimedJob } from '../spool/claim.js';
-import type { Finisher } from '../spool/finish.js';
+import { endedOutcome, type Finisher, type Outcome } from '../spool/finish.js';
 import { hostName, parseNodeId, type Layout } from '../spool/layout.js';
 import { readMeta, type JobMeta } from '../spool/meta.js';
 import { errText, isErrno, removeTree } from '../util/fsx.js';
@@ -55,6 +55,8 @@ export function recoverNode(
   layout: Layout, me: string, dead: string, finisher: Finisher, log: Logger,
   /** true when a job has been interrupted too often to run again: it is archived as failed */
   exhausted: (meta: JobMeta) => boolean = () => false,
+  /** a job that had ended but cannot be archived yet: moved into `me`'s claimed area, for `me` to archive later */
+  unfinished?: (job: ClaimedJob, outcome: Outcome) => void,
 ): number | null {
   const taken = path.join(layout.claimedRoot, `.recovering.${dead}.by.${me}`);
   try {
@@ -84,6 +86,21 @@ export function recoverNode(
         continue;
       }
       const job: ClaimedJob = { id: meta.id, dir, file, meta };
+      if (meta.ended) {
+        // it ran to its end and only its archive step failed: archive it with
+        // that outcome, never run it again
+        const outcome = endedOutcome(meta.ended);
+        try {
+          const rec = finisher.finish(job, outcome);
+          log.info('archive-recovered', { id: meta.id, node: dead, archive: rec.archive });
+        } catch (err) {
+          if (!unfinished) throw err;
+          const mine = path.join(layout.claimed(me), meta.id);
+          fs.renameSync(dir, mine);
+          unfinished({ id: meta.id, dir: mine, file: path.join(mine, meta.file), meta }, outcome);
+        }
+        continue;
+      }
       const now = new Date();
       const outcome = { status: 'interrupted' as const, exitCode: null, signal: null, started: null, finished: now, error: `node ${dead} died` };
       if (exhausted(meta)) {

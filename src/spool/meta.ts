@@ -32,6 +32,12 @@ export interface JobMeta {
   args?: string[];
   /** where a sub-job's relative scripts resolve; its working directory */
   tree?: string;
+  /**
+   * set when the job ran to its end but could not be archived yet (full
+   * disk): whoever archives it later (a recoverer) uses this outcome and
+   * never runs the job again
+   */
+  ended?: { status: string; exit_code: number | null; signal: string | null; started: string | null; finished: string; error?: string };
 }
 
 export function nameFields(name: Name): { name: string; name_b64?: string } {
