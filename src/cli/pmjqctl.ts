@@ -9,15 +9,10 @@ import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { CtlError, checkPlainName, printable } from '../control/errors.js';
 import { styleFor } from '../control/format.js';
-import { requestJobKill, waitKilled, type KillOutcome } from '../control/kill.js';
-import { logs, streamSink } from '../control/logs.js';
-import { SORT_KEYS, listJobs, parseStates, renderJobs, type SortKey } from '../control/ls.js';
-import { pause, renderPaused, resume } from '../control/pause.js';
-import { retryJob, type RetryOutcome } from '../control/retry.js';
-import { runManual } from '../control/run.js';
-import { readState, DEFAULT_LEASE_MS } from '../control/state.js';
-import { renderStatus, statusReport } from '../control/status.js';
-import { submit, type Source } from '../control/submit.js';
+import type { KillOutcome } from '../control/kill.js';
+import type { SortKey } from '../control/ls.js';
+import type { RetryOutcome } from '../control/retry.js';
+import type { Source } from '../control/submit.js';
 import { DEFAULT_GROUP, Layout } from '../spool/layout.js';
 import { formatDuration } from '../util/duration.js';
 import { errText } from '../util/fsx.js';
@@ -25,6 +20,9 @@ import { VERSION } from '../version.js';
 import { EXIT_FAILED, EXIT_USAGE, UsageError, duration, number, usageExit } from './common.js';
 
 const PROG = 'pmjqctl';
+/** state.ts DEFAULT_LEASE_MS and ls.ts SORT_KEYS, repeated so that --help imports neither (a test checks they agree) */
+const DEFAULT_LEASE_MS = 60_000;
+const SORT_KEYS = ['state', 'id', 'name', 'group', 'node', 'attempt', 'age', 'duration', 'eta', 'created'] as const;
 
 type Args = Record<string, unknown> & { spool: string; '--'?: string[] };
 
@@ -97,6 +95,9 @@ function spoolPositional(y: Argv): Argv {
 }
 
 // ---- the verbs ----
+// Each verb imports what it needs when it runs: start-up time is most of a
+// `status`, and `run` alone needs the job-running machinery.
+
 
 const submitVerb = act('submit', async (a) => {
   const layout = spoolOf(a, true);
@@ -106,13 +107,15 @@ const submitVerb = act('submit', async (a) => {
   if (cmd !== undefined && cmd.length > 0) {
     if (file !== undefined) throw new UsageError(`give a command after '--' or a FILE, not both`);
     source = { kind: 'command', argv: cmd.map(String), cwd: process.cwd() };
-  } else if (file === '-') {
+  } else if (file === '-' || (file === '' && process.argv.slice(2).includes('-'))) {
+    // (yargs hands a lone '-' over as '')
     source = { kind: 'stdin', data: fs.readFileSync(0) };
   } else if (file !== undefined) {
     source = { kind: 'file', path: path.resolve(file) };
   } else {
     throw new UsageError(`what to run? give a command after '--', a FILE, or '-' for standard input`);
   }
+  const { submit } = await import('../control/submit.js');
   const r = submit(layout, { group: a.group as string | undefined, name: a.name as string | undefined, source });
   if (a.json) json(r);
   else out(`${printable(r.name)}\n`);
@@ -121,6 +124,8 @@ const submitVerb = act('submit', async (a) => {
 const statusVerb = act('status', async (a) => {
   const layout = spoolOf(a, false);
   const leaseMs = duration('--lease', a.lease);
+  const { readState } = await import('../control/state.js');
+  const { renderStatus, statusReport } = await import('../control/status.js');
   const style = styleFor(process.stdout);
   const draw = (): string => {
     const r = statusReport(readState(layout, { leaseMs }));
@@ -152,6 +157,8 @@ const lsVerb = act('ls', async (a) => {
     try { grep = new RegExp(String(a.grep)); } catch (err) { throw new UsageError(`--grep: ${(err as Error).message}`); }
   }
   const groups = list(a.group);
+  const { readState } = await import('../control/state.js');
+  const { listJobs, parseStates, renderJobs } = await import('../control/ls.js');
   const r = listJobs(readState(layout, { leaseMs: duration('--lease', a.lease) }), {
     states: parseStates(list(a.state)),
     groups,
@@ -168,6 +175,7 @@ const logsVerb = act('logs', async (a) => {
   const layout = spoolOf(a, false);
   const id = String(a.id);
   checkPlainName('id', id);
+  const { logs, streamSink } = await import('../control/logs.js');
   const stop = interrupted();
   let signal = 0;
   void stop.then((s) => { signal = s; });
@@ -179,9 +187,10 @@ const logsVerb = act('logs', async (a) => {
 });
 
 function pauseVerb(verb: 'pause' | 'resume'): (a: Args) => Promise<void> {
-  return act(verb, (a) => {
+  return act(verb, async (a) => {
     const layout = spoolOf(a, true);
     const groups = ((a.groups as string[] | undefined) ?? []).map(String);
+    const { pause, renderPaused, resume } = await import('../control/pause.js');
     const s = verb === 'pause' ? pause(layout, groups) : resume(layout, groups);
     for (const g of groups) {
       const dir = g === DEFAULT_GROUP ? layout.spool : path.join(layout.spool, g);
@@ -205,6 +214,7 @@ const killVerb = act('kill', async (a) => {
   const layout = spoolOf(a, true);
   const waitMs = a.wait === false ? 0 : duration('--wait', a.wait ?? '10s');
   const errors = a.errors !== undefined ? path.resolve(String(a.errors)) : undefined;
+  const { requestJobKill, waitKilled } = await import('../control/kill.js');
   const failed: { id: string; message: string }[] = [];
   const asked: KillOutcome[] = [];
   for (const id of ids(a, 'ids')) {
@@ -224,8 +234,9 @@ const killVerb = act('kill', async (a) => {
   return failed.length || stillRunning.length ? EXIT_FAILED : 0;
 });
 
-const retryVerb = act('retry', (a) => {
+const retryVerb = act('retry', async (a) => {
   const layout = spoolOf(a, true);
+  const { retryJob } = await import('../control/retry.js');
   const failed: { id: string; message: string }[] = [];
   const done: RetryOutcome[] = [];
   for (const id of ids(a, 'ids')) {
@@ -256,6 +267,8 @@ const runVerb = act('run', async (a) => {
     try { fs.mkdirSync(d, { recursive: true }); } catch (err) { throw new UsageError(`${what} '${d}' cannot be created (${errText(err)})`); }
   }
   const stream = a.json ? process.stderr : process.stdout;
+  const { runManual } = await import('../control/run.js');
+  const { streamSink } = await import('../control/logs.js');
   const stop = interrupted();
   const r = await runManual(layout, {
     name,

@@ -13,7 +13,7 @@ import type { JobRecord, JobStatus } from '../spool/record.js';
 import { CtlError } from './errors.js';
 import { ago, human, table, type Colour, type CellLike, type Style } from './format.js';
 import { medianDuration } from './history.js';
-import { serves, type GroupState, type SpoolState } from './state.js';
+import { keyDisplay, serves, type GroupState, type SpoolState } from './state.js';
 
 export const STATES = ['running', 'retrying', 'queued', 'failed', 'done', 'rejected'] as const;
 export type JobState = typeof STATES[number];
@@ -62,15 +62,28 @@ export interface LsResult {
   jobs: JobRow[];
 }
 
-/** A queued row before it is stat'ed: built for every queued file, cheap. */
-interface Pending {
-  row: JobRow;
-  /** for queued rows: where the file is, and its place in its group's queue */
-  file?: Buffer;
+/** A queued job before it is printed: a few fields, no stat, no path (100 000 of them must be cheap). */
+interface Queued {
+  g: GroupState;
+  /** names.key() of its name (latin1) */
+  key: string;
+  /** place in its group's queue (listing order) */
   pos: number;
+  eta: number | null;
+  /** display name, made when first needed (grep, sort by name, printing) */
+  name?: string;
+  /** file mtime once stat'ed (null: it is gone) */
+  mtime?: number | null;
+  info?: string | null;
+}
+
+/** A row in the making: other states have their row at once, queued jobs only when printed. */
+interface Pending {
+  state: JobState;
+  row: JobRow | null;
+  q: Queued | null;
   /** default order within a state */
-  order: string | number;
-  statted: boolean;
+  order: number;
 }
 
 const STATE_RANK: Record<JobState, number> = { running: 0, retrying: 1, queued: 2, failed: 3, done: 4, rejected: 5 };
@@ -144,12 +157,37 @@ function diff(now: number, t: number | null): number | null {
 }
 
 /** Every job of the spool as (cheap) rows, filtered by state and group. */
-function collect(s: SpoolState, want: Set<JobState>, groups: Set<string> | null): Pending[] {
+/**
+ * A group's queued jobs, sorted, not yet made into rows: 100 000 queued jobs
+ * cost a sort, and rows only for what is printed (unless --grep or --sort
+ * needs them all). `at` is where they go among the other rows.
+ */
+interface QueuedBlock {
+  at: number;
+  g: GroupState;
+  keys: string[];
+  model: EtaModel;
+}
+
+function queuedPending(b: QueuedBlock, i: number): Pending {
+  return { state: 'queued', row: null, q: { g: b.g, key: b.keys[i]!, pos: i, eta: etaFor(b.model, i), info: b.model.reason }, order: i };
+}
+
+/** The rows and the queued blocks, in the default order once the blocks are put at their places. */
+function collect(s: SpoolState, want: Set<JobState>, groups: Set<string> | null): { rows: Pending[]; blocks: QueuedBlock[] } {
   const now = s.now;
   const out: Pending[] = [];
+  const blocks: QueuedBlock[] = [];
   const inGroup = (g: string): boolean => groups === null || groups.has(g);
   const nodeState = new Map(s.nodes.map((n) => [n.node, n]));
   const kills = new Set(s.control.kills);
+  // each state's rows in their natural order (by `order`), the states in theirs
+  let mark = 0;
+  const section = (): void => {
+    const part = out.splice(mark).sort((a, b) => a.order - b.order);
+    for (const p of part) out.push(p);
+    mark = out.length;
+  };
   const medians = new Map<string, number | null>();
   const median = (g: string): number | null => {
     if (!medians.has(g)) medians.set(g, medianDuration(s.history.done, g));
@@ -174,9 +212,10 @@ function collect(s: SpoolState, want: Set<JobState>, groups: Set<string> | null)
           info: info || null,
           path: m ? (m.script ?? path.join(r.dir, m.file)) : null, log: path.join(r.dir, LOG_FILE),
         },
-        pos: 0, order: claimed ?? 0, statted: true,
+        state: 'running', q: null, order: claimed ?? 0,
       });
     }
+    section();
   }
   if (want.has('retrying')) {
     for (const r of s.retrying) {
@@ -193,37 +232,27 @@ function collect(s: SpoolState, want: Set<JobState>, groups: Set<string> | null)
           info: [kills.has(r.id) ? 'kill requested' : null, m?.previous ?? null].filter((x) => x).join('; ') || null,
           path: m ? path.join(r.dir, m.file) : null, log: path.join(r.dir, LOG_FILE),
         },
-        pos: 0, order: r.due, statted: true,
+        state: 'retrying', q: null, order: r.due,
       });
     }
+    section();
   }
   if (want.has('queued')) {
-    for (const g of s.groups.values()) {
+    const groupList = [...s.groups.values()].sort((x, y) => (x.name === DEFAULT_GROUP ? -1 : y.name === DEFAULT_GROUP ? 1 : x.name < y.name ? -1 : 1));
+    for (const g of groupList) {
       if (!inGroup(g.name) || g.dir === null || g.queued.length === 0) continue;
       // listing order: by name (bytes); the daemons take the oldest first,
       // which would need a stat per file: the ETA is an estimate anyway
-      const keyed = g.queued.map((e) => ({ e, k: names.key(e.name) }));
-      keyed.sort((a, b) => (a.k < b.k ? -1 : a.k > b.k ? 1 : 0));
-      const model = etaModel(s, g);
-      const dir = s.layout.groupDir(g.dir);
-      keyed.forEach(({ e }, i) => {
-        const name = names.display(e.name);
-        out.push({
-          row: {
-            ...blank('queued'), name, ...(names.isUtf8(e.name) ? {} : { name_b64: e.name.toString('base64') }),
-            group: g.name, eta_ms: etaFor(model, i), info: model.reason, path: names.display(names.join(dir, e.name)),
-          },
-          file: names.join(dir, e.name), pos: i, order: i, statted: false,
-        });
-      });
+      blocks.push({ at: out.length, g, keys: g.queued.slice().sort(), model: etaModel(s, g) });
     }
   }
   for (const [state, list] of [['failed', s.failed], ['done', s.done]] as const) {
     if (!want.has(state)) continue;
     for (const r of list) {
       if (!inGroup(r.group)) continue;
-      out.push({ row: fromRecord(state, r, now), pos: 0, order: -(ms(r.finished) ?? 0), statted: true });
+      out.push({ state, row: fromRecord(state, r, now), q: null, order: -(ms(r.finished) ?? 0) });
     }
+    section();
   }
   if (want.has('rejected')) {
     for (const r of s.rejected) {
@@ -233,86 +262,136 @@ function collect(s: SpoolState, want: Set<JobState>, groups: Set<string> | null)
       const row = rec ? fromRecord('rejected', rec, now) : { ...blank('rejected'), id: r.id, name: r.id, group };
       row.path = rec?.archive ?? r.dir;
       row.log = null;
-      out.push({ row, pos: 0, order: -(ms(rec?.finished) ?? 0), statted: true });
+      out.push({ state: 'rejected', row, q: null, order: -(ms(rec?.finished) ?? 0) });
     }
+    section();
   }
+  return { rows: out, blocks };
+}
+
+/** Everything as rows, in the default order. */
+function expand(c: { rows: Pending[]; blocks: QueuedBlock[] }): Pending[] {
+  if (c.blocks.length === 0) return c.rows;
+  const out: Pending[] = [];
+  let next = 0;
+  for (const b of c.blocks) {
+    while (next < b.at) out.push(c.rows[next++]!);
+    for (let i = 0; i < b.keys.length; i++) out.push(queuedPending(b, i));
+  }
+  while (next < c.rows.length) out.push(c.rows[next++]!);
   return out;
 }
 
+/** The first `limit` rows in the default order, and how many there are, without making the others. */
+function head(c: { rows: Pending[]; blocks: QueuedBlock[] }, limit: number): { total: number; shown: Pending[] } {
+  const total = c.rows.length + c.blocks.reduce((n, b) => n + b.keys.length, 0);
+  const shown: Pending[] = [];
+  let next = 0;
+  const take = (p: () => Pending): boolean => {
+    if (shown.length >= limit) return false;
+    shown.push(p());
+    return true;
+  };
+  for (const b of c.blocks) {
+    while (next < b.at) { const r = c.rows[next++]!; if (!take(() => r)) return { total, shown }; }
+    for (let i = 0; i < b.keys.length; i++) if (!take(() => queuedPending(b, i))) return { total, shown };
+  }
+  while (next < c.rows.length) { const r = c.rows[next++]!; if (!take(() => r)) break; }
+  return { total, shown };
+}
+
+/** The display name of a row in the making. */
+function nameOfPending(p: Pending): string {
+  if (p.row) return p.row.name;
+  const q = p.q!;
+  return (q.name ??= keyDisplay(q.key).name);
+}
+
+function queuedFile(s: SpoolState, q: Queued): Buffer {
+  return names.join(s.layout.groupDir(q.g.dir!), names.fromKey(q.key));
+}
+
 /** Stat a queued file: its age, and whether it is a job yet (without opening it). */
-function statQueued(p: Pending, now: number): void {
-  if (p.statted || !p.file) return;
-  p.statted = true;
+function statQueued(s: SpoolState, q: Queued): void {
+  if (q.mtime !== undefined) return;
   let st: fs.Stats;
   try {
-    st = fs.lstatSync(p.file);
+    st = fs.lstatSync(queuedFile(s, q));
   } catch {
-    p.row.info = 'gone from the queue (claimed or removed meanwhile)';
+    q.mtime = null;
+    q.info = 'gone from the queue (claimed or removed meanwhile)';
     return;
   }
-  p.row.created = new Date(st.mtimeMs).toISOString();
-  p.row.since = p.row.created;
-  p.row.age_ms = diff(now, st.mtimeMs);
-  const v = classify(st, { topLevel: p.row.group === DEFAULT_GROUP, asRoot: false, allowRoot: true });
-  if (v.kind === 'ignore') p.row.info = 'not executable: not a job yet (chmod +x to queue it)';
-  else if (v.kind === 'reject') p.row.info = `will be rejected: ${v.reason}`;
+  q.mtime = st.mtimeMs;
+  const v = classify(st, { topLevel: q.g.dir === '', asRoot: false, allowRoot: true });
+  if (v.kind === 'ignore') q.info = 'not executable: not a job yet (chmod +x to queue it)';
+  else if (v.kind === 'reject') q.info = `will be rejected: ${v.reason}`;
 }
 
-function sortValue(key: SortKey, p: Pending): string | number | null {
+/** The row of a queued job, for printing. */
+function queuedRow(s: SpoolState, q: Queued): JobRow {
+  statQueued(s, q);
+  const created = q.mtime ? new Date(q.mtime).toISOString() : null;
+  return {
+    ...blank('queued'), ...keyDisplay(q.key), group: q.g.name, created, since: created,
+    age_ms: q.mtime ? diff(s.now, q.mtime) : null, eta_ms: q.eta, info: q.info ?? null, path: names.display(queuedFile(s, q)),
+  };
+}
+
+function sortValue(s: SpoolState, key: SortKey, p: Pending): string | number | null {
   const r = p.row;
+  const q = p.q;
   switch (key) {
-    case 'state': return STATE_RANK[r.state];
-    case 'id': return r.id;
-    case 'name': return r.name;
-    case 'group': return r.group;
-    case 'node': return r.node;
-    case 'attempt': return r.attempt;
-    case 'age': return r.age_ms;
-    case 'duration': return r.duration_ms;
-    case 'eta': return r.eta_ms;
-    case 'created': return r.created;
+    case 'state': return STATE_RANK[p.state];
+    case 'id': return r ? r.id : null;
+    case 'name': return nameOfPending(p);
+    case 'group': return r ? r.group : q!.g.name;
+    case 'node': return r ? r.node : null;
+    case 'attempt': return r ? r.attempt : null;
+    case 'age': return r ? r.age_ms : (statQueued(s, q!), q!.mtime ? diff(s.now, q!.mtime) : null);
+    case 'duration': return r ? r.duration_ms : null;
+    case 'eta': return r ? r.eta_ms : q!.eta;
+    case 'created': return r ? r.created : (statQueued(s, q!), q!.mtime ? new Date(q!.mtime).toISOString() : null);
   }
-}
-
-function defaultOrder(a: Pending, b: Pending): number {
-  const s = STATE_RANK[a.row.state] - STATE_RANK[b.row.state];
-  if (s) return s;
-  if (a.row.state === 'queued') {
-    const ga = a.row.group;
-    const gb = b.row.group;
-    if (ga !== gb) return ga === DEFAULT_GROUP ? -1 : gb === DEFAULT_GROUP ? 1 : ga < gb ? -1 : 1;
-  }
-  return a.order < b.order ? -1 : a.order > b.order ? 1 : 0;
 }
 
 export function listJobs(s: SpoolState, o: LsOptions = {}): LsResult {
   const want = new Set<JobState>(o.states && o.states.length ? o.states : STATES);
   const groups = o.groups && o.groups.length ? new Set(o.groups) : null;
-  let rows = collect(s, want, groups);
+  const c = collect(s, want, groups);
+  const limit = o.limit ?? 0;
+  const done = (total: number, shown: Pending[]): LsResult =>
+    ({ spool: s.layout.spool, time: new Date(s.now).toISOString(), total, jobs: shown.map((p) => p.row ?? queuedRow(s, p.q!)) });
+  // the common case, fast: default order, a limit, no filter
+  if (!o.grep && o.sort === undefined && !o.reverse && limit > 0) {
+    const h = head(c, limit);
+    return done(h.total, h.shown);
+  }
+  let rows = expand(c);
   if (o.grep) {
     const re = o.grep;
-    rows = rows.filter((p) => re.test(p.row.name) || (p.row.id !== null && re.test(p.row.id)) || re.test(p.row.group) || (p.row.info !== null && re.test(p.row.info)));
-  }
-  const key = o.sort;
-  if (key === 'age' || key === 'created') for (const p of rows) statQueued(p, s.now);
-  if (key === undefined) {
-    rows.sort(defaultOrder);
-    if (o.reverse) rows.reverse();
-  } else {
-    const dir = o.reverse ? -1 : 1;
-    rows.sort((a, b) => {
-      const x = sortValue(key, a);
-      const y = sortValue(key, b);
-      // missing values last, whatever the direction
-      if (x === null || y === null) return x === y ? defaultOrder(a, b) : x === null ? 1 : -1;
-      return (x < y ? -1 : x > y ? 1 : 0) * dir || defaultOrder(a, b);
+    rows = rows.filter((p) => {
+      if (re.test(nameOfPending(p))) return true;
+      if (p.row) return (p.row.id !== null && re.test(p.row.id)) || re.test(p.row.group) || (p.row.info !== null && re.test(p.row.info));
+      return re.test(p.q!.g.name) || (p.q!.info !== null && p.q!.info !== undefined && re.test(p.q!.info));
     });
   }
-  const total = rows.length;
-  const limit = o.limit ?? 0;
-  const shown = limit > 0 ? rows.slice(0, limit) : rows;
-  for (const p of shown) statQueued(p, s.now);
-  return { spool: s.layout.spool, time: new Date(s.now).toISOString(), total, jobs: shown.map((p) => p.row) };
+  const key = o.sort;
+  if (key !== undefined) {
+    const dir = o.reverse ? -1 : 1;
+    const decorated = rows.map((p, i) => ({ p, i, v: sortValue(s, key, p) }));
+    decorated.sort((a, b) => {
+      const x = a.v;
+      const y = b.v;
+      // missing values last, whatever the direction; ties keep the default order
+      if (x === null || y === null) return x === y ? a.i - b.i : x === null ? 1 : -1;
+      return (x < y ? -1 : x > y ? 1 : 0) * dir || a.i - b.i;
+    });
+    rows = decorated.map((d) => d.p);
+  } else if (o.reverse) {
+    rows.reverse();
+  }
+  return done(rows.length, limit > 0 ? rows.slice(0, limit) : rows);
 }
 
 const STATE_COLOUR: Record<JobState, Colour | undefined> = {

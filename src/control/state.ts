@@ -75,18 +75,12 @@ export interface RejectedJob {
   record: JobRecord | null;
 }
 
-export interface QueuedEntry {
-  /** spool-relative directory ('' = top level) */
-  dir: string;
-  name: names.Name;
-}
-
 export interface GroupState {
   name: string;
   /** spool-relative directory ('' = top level), null when it has none (a group of sub-jobs, or removed) */
   dir: string | null;
-  /** every non-hidden, non-directory entry of the group's directory, unsorted (no stat: see `ls`) */
-  queued: QueuedEntry[];
+  /** names of the queued files, as names.key() strings (latin1: one char per byte), unsorted; no stat (see `ls`) */
+  queued: string[];
   running: number;
   retrying: number;
   failed: number;
@@ -168,10 +162,11 @@ export function readState(layout: Layout, opts: ReadOptions = {}): SpoolState {
     }
     return g;
   };
-  for (const { dir, entries } of readQueued(layout)) {
+  for (const { dir, keys } of readQueued(layout)) {
     const g = group(groupOf(dir));
     g.dir ??= dir;
-    for (const e of entries) g.queued.push(e);
+    if (g.queued.length === 0) g.queued = keys;
+    else for (const k of keys) g.queued.push(k);
   }
   for (const r of running) group(r.meta?.group ?? DEFAULT_GROUP).running++;
   for (const r of retrying) group(r.meta?.group ?? DEFAULT_GROUP).retrying++;
@@ -204,33 +199,44 @@ function list(dir: string): string[] {
   try { return fs.readdirSync(dir).filter((n) => !isHidden(n)); } catch { return []; }
 }
 
-/** One readdir of the top level and one per group directory; no stat. */
-export function readQueued(layout: Layout): { dir: string; entries: QueuedEntry[] }[] {
-  let top: fs.Dirent<Buffer>[];
-  try { top = fs.readdirSync(layout.spool, { withFileTypes: true, encoding: 'buffer' }); } catch { return []; }
-  const out: { dir: string; entries: QueuedEntry[] }[] = [{ dir: '', entries: [] }];
+/**
+ * One readdir of the top level and one per group directory; no stat. Names
+ * are read as 'latin1' strings (one char per byte: lossless for any bytes,
+ * and far cheaper than a Buffer or a Dirent per entry). Inside a group every
+ * non-hidden name counts as queued (a stray directory there is rejected by
+ * the daemons within a poll); at the top level, directories are the groups.
+ */
+export function readQueued(layout: Layout): { dir: string; keys: string[] }[] {
+  let top: fs.Dirent[];
+  try { top = fs.readdirSync(layout.spool, { withFileTypes: true, encoding: 'latin1' as BufferEncoding }); } catch { return []; }
+  const out: { dir: string; keys: string[] }[] = [{ dir: '', keys: [] }];
   const groupDirs: string[] = [];
   for (const d of top) {
-    if (isHidden(d.name)) continue;
+    const k = d.name;
+    if (k.startsWith('.')) continue;
     if (d.isDirectory()) {
       // as the daemon's scanner: a group's name is UTF-8 without newlines
-      const dir = names.display(d.name);
-      if (names.isUtf8(d.name) && !dir.includes('\n')) groupDirs.push(dir);
+      const b = names.fromKey(k);
+      const dir = names.display(b);
+      if (names.isUtf8(b) && !dir.includes('\n')) groupDirs.push(dir);
       continue;
     }
-    out[0]!.entries.push({ dir: '', name: d.name });
+    out[0]!.keys.push(k);
   }
   for (const dir of groupDirs) {
-    let list: fs.Dirent<Buffer>[];
-    try { list = fs.readdirSync(layout.groupDir(dir), { withFileTypes: true, encoding: 'buffer' }); } catch { continue; }
-    const entries: QueuedEntry[] = [];
-    for (const d of list) {
-      if (isHidden(d.name) || d.isDirectory()) continue;
-      entries.push({ dir, name: d.name });
-    }
-    out.push({ dir, entries });
+    let keys: string[];
+    try { keys = fs.readdirSync(layout.groupDir(dir), { encoding: 'latin1' as BufferEncoding }); } catch { continue; }
+    out.push({ dir, keys: keys.filter((k) => !k.startsWith('.')) });
   }
   return out;
+}
+
+/** A queued name (latin1 key) for people and JSON: exact when its bytes are UTF-8. */
+export function keyDisplay(k: string): { name: string; name_b64?: string } {
+  // pure ASCII (the common case) is the same string in every encoding
+  if (!/[^\x00-\x7f]/.test(k)) return { name: k };
+  const b = names.fromKey(k);
+  return names.isUtf8(b) ? { name: names.display(b) } : { name: names.display(b), name_b64: b.toString('base64') };
 }
 
 function readJsonFile<T>(file: string): T | null {
