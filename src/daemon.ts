@@ -36,6 +36,7 @@ import { Watcher, detectWatchMode, type WatchMode } from './spool/watch.js';
 import { errText } from './util/fsx.js';
 import type { Logger } from './util/log.js';
 import { VERSION } from './version.js';
+import { LIBS } from './run/libs.js';
 
 interface Running {
   job: ClaimedJob;
@@ -138,7 +139,12 @@ export class Daemon {
       () => ({ queued: this.groups.queued(), running: this.running.size, load: this.load.predictedLoad(), heldBy: this.holds.reason() }),
     );
     this.setpriv = this.asRoot ? findSetpriv() : null;
-    this.baseEnv = { ...process.env };
+    // the client libraries are found without setup: chaqum's Python jobs
+    // (`from chaqum.lib import *`) and Perl jobs (`use Pmjq;`) run unchanged;
+    // appended, so a user's own paths win
+    const lib = path.dirname(LIBS.sh);
+    const append = (v: string | undefined): string => (v ? `${v}:${lib}` : lib);
+    this.baseEnv = { ...process.env, PMJQ_LIB: lib, PYTHONPATH: append(process.env.PYTHONPATH), PERL5LIB: append(process.env.PERL5LIB) };
   }
 
   /** Runs until stopped (or, with --once, until the spool is drained). Resolves to the exit code. */
@@ -268,28 +274,34 @@ export class Daemon {
   /** The group of a spool directory, remembering where its settings file is. */
   private groupFor(dir: string): Group {
     const g = this.groups.get(groupOf(dir));
-    g.dir ??= dir;
+    if (g.dir === undefined) {
+      g.dir = dir;
+      // a group seen for the first time: its settings apply to its first job already
+      this.readGroupSettings(g);
+    }
     return g;
   }
 
   /** Re-read each group's .group.json if it changed: one stat per group per rescan. */
   private refreshSettings(): void {
     this.groupFor('');
-    for (const g of this.groups.all()) {
-      if (g.dir === undefined) continue;
-      const file = path.join(this.layout.groupDir(g.dir), SETTINGS_FILE);
-      try {
-        const r = readSettingsFile(file, g.settingsStamp);
-        if (r === undefined) continue;
-        g.settingsStamp = r.stamp;
-        g.fileSettings = r.settings ?? {};
-        if (r.settings !== null) this.log.info('settings', { group: g.name, file, ...g.effective() });
-      } catch (err) {
-        const stamp = (err as { stamp?: string }).stamp;
-        if (stamp !== undefined && stamp === g.settingsStamp) continue;
-        g.settingsStamp = stamp;
-        this.log.warn('settings-invalid', { group: g.name, file, error: (err as Error).message, keeping: 'the last good settings' });
-      }
+    for (const g of this.groups.all()) this.readGroupSettings(g);
+  }
+
+  private readGroupSettings(g: Group): void {
+    if (g.dir === undefined) return;
+    const file = path.join(this.layout.groupDir(g.dir), SETTINGS_FILE);
+    try {
+      const r = readSettingsFile(file, g.settingsStamp);
+      if (r === undefined) return;
+      g.settingsStamp = r.stamp;
+      g.fileSettings = r.settings ?? {};
+      if (r.settings !== null) this.log.info('settings', { group: g.name, file, ...g.effective() });
+    } catch (err) {
+      const stamp = (err as { stamp?: string }).stamp;
+      if (stamp !== undefined && stamp === g.settingsStamp) return;
+      g.settingsStamp = stamp;
+      this.log.warn('settings-invalid', { group: g.name, file, error: (err as Error).message, keeping: 'the last good settings' });
     }
   }
 

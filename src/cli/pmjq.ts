@@ -13,7 +13,7 @@ import type { GroupSettings } from '../schedule/groups.js';
 import { parseGroupFlag } from '../schedule/settings.js';
 import { Logger } from '../util/log.js';
 import { VERSION } from '../version.js';
-import { LIBS } from './lib-paths.js';
+import { LIBS } from '../run/libs.js';
 import { EXIT_FAILED, UsageError, duration, existingDir, number, usageExit, writableDir } from './common.js';
 
 const PROG = 'pmjq';
