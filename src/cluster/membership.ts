@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { pidAlive } from './recovery.js';
 import { hostName, parseNodeId, type Layout } from '../spool/layout.js';
+import { isErrno } from '../util/fsx.js';
 
 export class Membership {
   constructor(private readonly layout: Layout, private readonly me: string, private readonly leaseMs: number) {}
@@ -20,10 +21,17 @@ export class Membership {
   stale(fsNow: number): string[] {
     const host = hostName();
     const out = new Set<string>();
-    const beats = new Map<string, number>();
+    const beats = new Map<string, number | null>();
     for (const n of list(this.layout.nodes)) {
       if (n.startsWith('.')) continue;
-      try { beats.set(n, fs.statSync(path.join(this.layout.nodes, n)).mtimeMs); } catch { /* just left */ }
+      // null: listed, but could not be looked at. A heartbeat being replaced
+      // (renamed over) can fail a stat on NFS and FUSE for an instant: that
+      // node is judged next time, not now (it may just have left, too)
+      try {
+        beats.set(n, fs.statSync(path.join(this.layout.nodes, n)).mtimeMs);
+      } catch (err) {
+        if (isErrno(err, 'ENOENT', 'ESTALE')) beats.set(n, null);
+      }
     }
     const claimed = list(this.layout.claimedRoot).filter((n) => !n.startsWith('.'));
     for (const n of new Set([...beats.keys(), ...claimed])) {
@@ -31,6 +39,11 @@ export class Membership {
       const id = parseNodeId(n);
       if (id && id.host === host && !pidAlive(id.pid)) { out.add(n); continue; }
       let seen = beats.get(n);
+      if (seen === null) continue;
+      if (seen === undefined) {
+        // readdir can miss an entry being renamed over, too: ask for the heartbeat by name
+        try { seen = fs.statSync(this.layout.heartbeat(n)).mtimeMs; } catch { /* none: judged by its claimed area */ }
+      }
       if (seen === undefined) {
         try { seen = fs.statSync(this.layout.claimed(n)).mtimeMs; } catch { continue; }
       }
