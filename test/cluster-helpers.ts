@@ -1,0 +1,295 @@
+// Helpers of the cluster tests (issue 5): a "cluster" is N FUSE mounts
+// (bindfs) of one backing directory, one per node, so that — as on NFS — a
+// change made through one mount raises no inotify event on another and pmjq
+// detects a shared filesystem (statfs: fuse) and polls. Each node is a real
+// pmjq process on its own mount, optionally in its own UTS namespace (its own
+// host name), so that it is "another host": its death is then noticed by its
+// lease running out, not by its pid being gone.
+//
+// Teardown order (tap runs teardowns last-registered first): nodes are
+// killed, then every job process left on any mount (found by environment),
+// then the mounts are unmounted (fusermount -u, falling back to umount -l),
+// then the scratch directory is removed. A process exit hook does the same
+// synchronously if the test process ends without its teardowns.
+
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { BIN, ROOT_ARGS, jobProcesses, waitFor } from './helpers.js';
+
+interface TestLike {
+  teardown(fn: () => unknown): void;
+}
+
+interface TestWithResult extends TestLike {
+  passing(): boolean;
+  comment(...args: unknown[]): void;
+}
+
+/** Where the logs of the nodes of a failed test are kept (the scratch directory is removed). */
+let keptLogs: string | null = null;
+
+/** statfs f_type of FUSE */
+const FUSE_MAGIC = 0x65735546;
+
+function which(cmd: string): string | null {
+  const r = spawnSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' });
+  return r.status === 0 ? r.stdout.trim() : null;
+}
+
+/** bindfs must be there: the cluster tests fail (never skip) without it. */
+export function requireBindfs(): string {
+  const p = which('bindfs');
+  if (!p) {
+    throw new Error('bindfs is not installed: the cluster tests need FUSE mounts of one directory (Debian/Ubuntu: apt-get install bindfs fuse3; .ci/run installs them when run as root)');
+  }
+  if (!fs.existsSync('/dev/fuse')) throw new Error('/dev/fuse is missing: the cluster tests need FUSE (bindfs)');
+  return p;
+}
+
+/** unshare(1) with a UTS namespace, to give a node its own host name: fails (never skips) without it. */
+export function requireUnshare(): void {
+  const r = spawnSync('unshare', ['--uts', '--', 'true'], { encoding: 'utf8' });
+  if (r.status !== 0) {
+    throw new Error(`unshare --uts does not work here (${r.error?.message ?? r.stderr.trim()}): the cluster tests need it, as root, to run a node under another host name`);
+  }
+}
+
+// ---- mounts ----
+
+/** Mounts still mounted and node processes still running, for the exit hook. */
+const liveMounts = new Set<string>();
+const liveNodes = new Set<number>();
+let exitHook = false;
+
+function installExitHook(): void {
+  if (exitHook) return;
+  exitHook = true;
+  process.once('exit', () => {
+    for (const pid of liveNodes) { try { process.kill(-pid, 'SIGKILL'); } catch { /* gone */ } }
+    for (const m of liveMounts) {
+      for (const pid of jobProcesses(m)) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
+      unmountSync(m, 0);
+    }
+  });
+}
+
+function mounted(mount: string): boolean {
+  const want = path.resolve(mount);
+  let text = '';
+  try { text = fs.readFileSync('/proc/self/mounts', 'utf8'); } catch { return false; }
+  // /proc/self/mounts escapes spaces and the like as \040 octal
+  return text.split('\n').some((l) => l.split(' ')[1]?.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))) === want);
+}
+
+function tryUnmount(mount: string): boolean {
+  for (const [cmd, args] of [['fusermount3', ['-u']], ['fusermount', ['-u']]] as const) {
+    const r = spawnSync(cmd, [...args, mount], { stdio: 'ignore' });
+    if (r.status === 0) return true;
+  }
+  return !mounted(mount);
+}
+
+/** Unmount, retrying while busy for up to `busyMs` (processes still exiting), then lazily. Never throws. */
+function unmountSync(mount: string, busyMs: number): void {
+  const end = Date.now() + busyMs;
+  for (;;) {
+    if (!mounted(mount) || tryUnmount(mount)) break;
+    if (Date.now() >= end) {
+      spawnSync('umount', ['-l', mount], { stdio: 'ignore' });
+      break;
+    }
+    // a synchronous pause between attempts (Atomics.wait: no busy loop)
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50);
+  }
+  liveMounts.delete(mount);
+}
+
+export interface Cluster {
+  /** the scratch directory (on the local disk) */
+  dir: string;
+  /** the directory all mounts show: the "NFS server's" export */
+  backing: string;
+  /** one FUSE mount of `backing` per node: each node's view of the spool */
+  mounts: string[];
+  /** local scratch space for what the jobs report (results, pids, stamps) */
+  work: string;
+  archive: string;
+}
+
+/**
+ * A scratch directory with a backing spool and `n` bindfs mounts of it,
+ * unmounted at teardown even when the test fails; the job processes left on
+ * any mount are killed before.
+ */
+export function cluster(t: TestLike, n: number, prefix = 'pmjq-cluster-'): Cluster {
+  const bindfs = requireBindfs();
+  installExitHook();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  const backing = path.join(dir, 'backing');
+  const work = path.join(dir, 'work');
+  const archive = path.join(dir, 'archive');
+  for (const d of [backing, work, archive]) fs.mkdirSync(d);
+  // runs last: by then nothing is mounted any more
+  t.teardown(() => {
+    if ([...liveMounts].some((m) => m.startsWith(dir + '/'))) return; // never recurse into a mount
+    try { fs.rmSync(dir, { recursive: true, force: true }); } catch { /* left in tmp */ }
+  });
+  const mounts: string[] = [];
+  t.teardown(() => { for (const m of mounts) unmountSync(m, 3000); });
+  for (let i = 0; i < n; i++) {
+    const m = path.join(dir, `node${i}`);
+    fs.mkdirSync(m);
+    const r = spawnSync(bindfs, ['--no-allow-other', backing, m], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`bindfs ${backing} ${m} failed (exit ${r.status}): ${r.stderr || r.error?.message}`);
+    mounts.push(m);
+    liveMounts.add(m);
+    if ((fs.statfsSync(m).type >>> 0) !== FUSE_MAGIC) throw new Error(`${m} is not a FUSE mount after bindfs`);
+  }
+  // job processes of every node (they carry PMJQ_SPOOL=their mount): killed before the unmount
+  t.teardown(() => {
+    for (const m of mounts) for (const pid of jobProcesses(m)) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
+  });
+  return { dir, backing, mounts, work, archive };
+}
+
+// ---- nodes ----
+
+export interface Node {
+  child: ChildProcess;
+  pid: number;
+  /** the node id (HOST.PID.START), from its start line */
+  id: string;
+  mount: string;
+  stderr(): string;
+  /** resolves with the first stderr line matching re (lines already seen count) */
+  waitLine(re: RegExp, timeoutMs?: number): Promise<string>;
+  exited: Promise<number>;
+  /** signal the node's process group (the node alone: its jobs have their own) */
+  kill(sig?: NodeJS.Signals): void;
+}
+
+export interface NodeOptions {
+  env?: NodeJS.ProcessEnv;
+  /** run the node in its own UTS namespace under this host name ("another host") */
+  host?: string;
+}
+
+/** Start `pmjq ROOT_ARGS… args… mount`; resolves once it logged its start and wrote its heartbeat. */
+export async function startNode(t: TestWithResult, mount: string, args: string[], opts: NodeOptions = {}): Promise<Node> {
+  const pmjq = [process.execPath, BIN.pmjq, ...ROOT_ARGS, ...args, mount];
+  const [cmd, ...argv] = opts.host
+    ? ['unshare', '--uts', '--', 'sh', '-c', 'hostname "$0" && exec "$@"', opts.host, ...pmjq]
+    : pmjq;
+  const child = spawn(cmd!, argv, { stdio: ['ignore', 'ignore', 'pipe'], detached: true, env: { ...process.env, ...opts.env } });
+  const pid = child.pid!;
+  liveNodes.add(pid);
+  let err = '';
+  const waiters: { re: RegExp; resolve: (l: string) => void }[] = [];
+  const check = (): void => {
+    for (const w of [...waiters]) {
+      const line = err.split('\n').find((l) => w.re.test(l));
+      if (line !== undefined) { waiters.splice(waiters.indexOf(w), 1); w.resolve(line); }
+    }
+  };
+  child.stderr!.on('data', (d: Buffer) => { err += d.toString(); check(); });
+  const exited = new Promise<number>((resolve) => {
+    child.on('exit', (code, signal) => { liveNodes.delete(pid); resolve(code ?? 128 + (os.constants.signals[signal as NodeJS.Signals] ?? 0)); });
+  });
+  let done = false;
+  void exited.then(() => { done = true; });
+  const kill = (sig: NodeJS.Signals = 'SIGTERM'): void => { try { process.kill(-pid, sig); } catch { /* gone */ } };
+  t.teardown(async () => {
+    if (!done) { kill('SIGKILL'); await exited; }
+    if (!t.passing()) {
+      // a failed test's daemon logs outlive its scratch directory
+      keptLogs ??= fs.mkdtempSync(path.join(os.tmpdir(), 'pmjq-cluster-failed-'));
+      const file = path.join(keptLogs, `${path.basename(mount)}-${pid}.log`);
+      fs.writeFileSync(file, err);
+      t.comment(`log of the node on ${mount}: ${file}`);
+    }
+  });
+  const waitLine = (re: RegExp, timeoutMs = 15_000): Promise<string> =>
+    new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${re} from the node on ${mount}:\n${err}`)), timeoutMs);
+      waiters.push({ re, resolve: (l) => { clearTimeout(timer); resolve(l); } });
+      check();
+    });
+  const startLine = await Promise.race([
+    waitLine(/ event=start /, 30_000),
+    exited.then((c) => { throw new Error(`pmjq on ${mount} exited ${c} before starting:\n${err}`); }),
+  ]);
+  const id = field(startLine, 'node')!;
+  await waitFor(`the heartbeat of ${id}`, () => fs.existsSync(path.join(mount, '.pmjq/nodes', id)), 15_000);
+  return { child, pid, id, mount, stderr: () => err, waitLine, exited, kill };
+}
+
+// ---- reading logs and reports ----
+
+/** The value of key=value in a text log line (JSON-quoted values unquoted). */
+export function field(line: string, key: string): string | undefined {
+  const m = new RegExp(`(?:^| )${key}=("(?:[^"\\\\]|\\\\.)*"|\\S*)`).exec(line);
+  if (!m) return undefined;
+  return m[1]!.startsWith('"') ? JSON.parse(m[1]!) as string : m[1];
+}
+
+/** Log lines of an event (exact name). */
+export function eventLines(text: string, name: string): string[] {
+  return text.split('\n').filter((l) => l.includes(` event=${name} `) || l.endsWith(` event=${name}`));
+}
+
+/** Milliseconds since the epoch of a log line's leading ISO timestamp. */
+export function lineTime(line: string): number {
+  return Date.parse(line.split(' ')[0]!);
+}
+
+/** Whether process `pid` is alive (a zombie counts as gone). */
+export function alive(pid: number): boolean {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+/** Pids of live processes whose environment has PMJQ_NODE=node: what that node's jobs left running. */
+export function nodeProcesses(node: string): number[] {
+  const marker = Buffer.from(`\0PMJQ_NODE=${node}\0`);
+  const out: number[] = [];
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let env: Buffer;
+    try { env = Buffer.concat([Buffer.from([0]), fs.readFileSync(`/proc/${entry}/environ`)]); } catch { continue; }
+    if (env.indexOf(marker) >= 0) out.push(Number(entry));
+  }
+  return out;
+}
+
+/** Lines of the files in `dir`, split on spaces: [file name, fields…] per line. */
+export function reportLines(dir: string): { file: string; fields: string[] }[] {
+  const out: { file: string; fields: string[] }[] = [];
+  for (const f of fs.readdirSync(dir)) {
+    for (const l of fs.readFileSync(path.join(dir, f), 'utf8').split('\n')) if (l) out.push({ file: f, fields: l.split(' ') });
+  }
+  return out;
+}
+
+/**
+ * A gate jobs wait at (`flock -s LOCK true` in a job): a process holds an
+ * exclusive flock on LOCK until open() is called, so jobs stay running, on
+ * whatever node, exactly as long as the test wants.
+ */
+export async function gate(t: TestLike, dir: string): Promise<{ lock: string; wait: string; open(): void }> {
+  const lock = path.join(dir, 'gate.lock');
+  fs.writeFileSync(lock, '');
+  const holder = spawn('flock', ['-x', lock, '-c', 'echo locked; exec cat >/dev/null'], { stdio: ['pipe', 'pipe', 'inherit'], detached: true });
+  const exited = new Promise((r) => holder.once('exit', r));
+  t.teardown(async () => { try { process.kill(-holder.pid!, 'SIGKILL'); } catch { /* gone */ } await exited; });
+  await new Promise<void>((resolve, reject) => {
+    holder.stdout!.once('data', () => resolve());
+    holder.once('exit', () => reject(new Error('flock holder exited early')));
+  });
+  return { lock, wait: `flock -s '${lock}' true`, open: () => holder.stdin!.end() };
+}
