@@ -301,6 +301,13 @@ const runVerb = act('run', async (a) => {
   return r.exitCode;
 });
 
+// `serve`: src/http/ (the API, dashboard and metrics over this library)
+async function serveVerb(a: Args): Promise<void> {
+  const { runServe } = await import('../http/server.js'); // fastify is loaded by this verb only
+  const opt = (k: string): string | null => (typeof a[k] === 'string' ? a[k] as string : null);
+  process.exitCode = await runServe({ spool: a.spool, listen: opt('listen') ?? '127.0.0.1:8080', tokenFile: opt('token-file'), submitUser: opt('submit-user') });
+}
+
 // ---- the parser ----
 
 const VERBS = ['submit', 'status', 'ls', 'logs', 'pause', 'resume', 'kill', 'retry', 'run', 'serve'];
@@ -361,10 +368,10 @@ const parser = yargs(hideBin(process.argv))
     .option('allow-root', { type: 'boolean', describe: 'as root, run a root-owned job' })
     .option('raw', { type: 'boolean', describe: 'output bytes as they are (no [level] rendering)' })
     .option('json', { type: 'boolean', describe: 'the record as JSON on stdout; the output goes to stderr' }), runVerb as never)
-  .command('serve <spool>', 'HTTP API, dashboard and metrics (not in this build: see pmjqctl(1))', (y) => spoolPositional(y), () => {
-    process.stderr.write(`${PROG}: serve: not implemented in version ${VERSION}\n`);
-    process.exitCode = EXIT_USAGE;
-  })
+  .command('serve <spool>', 'HTTP JSON API, live dashboard and Prometheus metrics (see SERVE in pmjqctl(1))', (y) => spoolPositional(y)
+    .option('listen', { type: 'string', default: '127.0.0.1:8080', describe: 'listen on ADDR:PORT (port 0: any free port; the URL is printed first)', requiresArg: true })
+    .option('token-file', { type: 'string', describe: 'changes need "Authorization: Bearer TOKEN", TOKEN being this file\'s first line (without: read-only)', requiresArg: true })
+    .option('submit-user', { type: 'string', describe: 'as root: submitted jobs are owned by, and run as, USER', requiresArg: true }), serveVerb as never)
   .demandCommand(1, 'a verb is needed: submit, status, ls, logs, pause, resume, kill, retry, run')
   .version(VERSION)
   .alias('version', 'V')
