@@ -2,18 +2,20 @@
 // process (port 0) and a real pmjq daemon: authentication (401/403), body
 // limits (413), bad JSON and schema violations (400), a job submitted through
 // the API then run by the daemon, kill and retry through the API,
-// pause/resume, server-sent events, and /metrics as Prometheus text.
+// pause/resume with a second node, server-sent events, and /metrics as
+// Prometheus text.
 
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
-import { IS_ROOT, openToAll, readJson, scratch } from './helpers.js';
+import { BIN, IS_ROOT, openToAll, readJson, run, scratch } from './helpers.js';
 import { Events, SUBMIT_USER, TOKEN, jobIn, postJson, request, startDaemon, startServer } from './http-helpers.js';
 
 t.test('a read-only server (no --token-file) answers 403 to every change, and reads', async (t) => {
   const { spool } = scratch(t);
-  const { url } = await startServer(t, spool);
+  const server = await startServer(t, spool);
+  const { url } = server;
 
   const st = await request(`${url}api/status`);
   t.equal(st.status, 200, 'GET /api/status');
@@ -28,28 +30,55 @@ t.test('a read-only server (no --token-file) answers 403 to every change, and re
     t.equal(without.status, 403, `POST /${route} without a token: 403`);
   }
   t.same(fs.readdirSync(spool).filter((f) => !f.startsWith('.')), [], 'nothing was written into the spool');
+
+  // the dashboard: three local files, nothing from elsewhere
+  const page = await request(url);
+  t.equal(page.status, 200, 'GET /');
+  t.match(page.headers['content-type'], /^text\/html/);
+  t.match(page.headers['content-security-policy'], /default-src 'self'/, 'a content security policy that allows only this server');
+  for (const [file, type] of [['app.js', /^text\/javascript/], ['style.css', /^text\/css/]] as const) {
+    const r = await request(`${url}${file}`);
+    t.equal(r.status, 200, `GET /${file}`);
+    t.match(r.headers['content-type'], type);
+    t.notMatch(r.text, /https?:\/\//, `${file} loads nothing from another site`);
+  }
+  t.notMatch(page.text, /(src|href)="https?:/, 'index.html loads nothing from another site');
+  t.equal((await request(`${url}nowhere`)).status, 404, 'an unknown route: 404');
+
+  // SIGTERM with a page listening: the server stops at once, exit 0
+  const { proc } = server;
+  const events = await Events.open(t, url);
+  await events.wait('a first snapshot', (s) => s.status);
+  proc.kill('SIGTERM');
+  const code = await Promise.race([proc.exited, new Promise<string>((r) => setTimeout(() => r('still running after 30 s'), 30_000).unref())]);
+  t.equal(code, 0, 'SIGTERM with an open event stream: exit 0');
 });
 
 t.test('a server that refuses to start', async (t) => {
   const { dir, spool } = scratch(t);
-  const { run, BIN } = await import('./helpers.js');
   const tok = path.join(dir, 'token');
   fs.writeFileSync(tok, `${TOKEN}\n`, { mode: 0o600 });
-  if (IS_ROOT) {
-    const r = await run(t, BIN.pmjqctl, ['serve', spool, '--listen', '127.0.0.1:0', '--token-file', tok]);
-    t.equal(r.code, 2, 'as root with --token-file and no --submit-user: exit 2');
-    t.match(r.stderr, /--submit-user/, 'and says why');
-    t.equal(r.stdout, '', 'no URL printed');
-  }
-  const bad = await run(t, BIN.pmjqctl, ['serve', spool, '--listen', 'nowhere']);
-  t.equal(bad.code, 2, 'a bad --listen: exit 2');
-  t.match(bad.stderr, /--listen 'nowhere'/);
   const short = path.join(dir, 'short');
   fs.writeFileSync(short, 'abc\n');
-  const weak = await run(t, BIN.pmjqctl, ['serve', spool, '--token-file', short, ...(IS_ROOT ? ['--submit-user', 'nobody'] : [])]);
+  const serve = (...args: string[]) => run(t, BIN.pmjqctl, ['serve', ...args], { timeoutMs: 120_000 });
+  // all at once: each is a process start
+  const [asRoot, bad, weak, none] = await Promise.all([
+    IS_ROOT ? serve(spool, '--listen', '127.0.0.1:0', '--token-file', tok) : null,
+    serve(spool, '--listen', 'nowhere'),
+    serve(spool, '--listen', '127.0.0.1:0', '--token-file', short, ...(IS_ROOT ? ['--submit-user', SUBMIT_USER] : [])),
+    serve(path.join(dir, 'missing')),
+  ]);
+  if (asRoot) {
+    t.equal(asRoot.code, 2, 'as root with --token-file and no --submit-user: exit 2');
+    t.match(asRoot.stderr, /--submit-user/, 'and says why');
+    t.equal(asRoot.stdout, '', 'no URL printed');
+  }
+  t.equal(bad.code, 2, 'a bad --listen: exit 2');
+  t.match(bad.stderr, /--listen 'nowhere'/);
   t.equal(weak.code, 2, 'a token shorter than 8 characters: exit 2');
-  const none = await run(t, BIN.pmjqctl, ['serve', path.join(dir, 'missing')]);
+  t.match(weak.stderr, /at least 8 characters/);
   t.equal(none.code, 2, 'a missing spool: exit 2');
+  t.match(none.stderr, /does not exist/);
 });
 
 t.test('with a token and a daemon', async (t) => {
@@ -57,10 +86,12 @@ t.test('with a token and a daemon', async (t) => {
   // jobs submitted as root run as the --submit-user: let them reach the scratch tree
   openToAll(dir, spool, archive);
   const { url } = await startServer(t, spool, { tokenDir: dir });
-  await startDaemon(t, spool, archive);
+  // this node serves api and pages; group held is served by a second node (pause test)
+  await startDaemon(t, spool, archive, ['--groups', 'api,pages']);
   const events = await Events.open(t, url);
   t.match(events.contentType, /^text\/event-stream/, '/events is an event stream');
   await events.wait('a first snapshot with the daemon live', (s) => s.status.nodes.some((n: { live: boolean }) => n.live));
+  const fixture = t; // what lives until the last subtest
 
   t.test('401 without the right token', async (t) => {
     for (const [token, what] of [[null, 'no token'], ['wrong-token-123', 'a wrong token']] as const) {
@@ -181,6 +212,28 @@ t.test('with a token and a daemon', async (t) => {
     t.equal(unknown.status, 404, 'retrying an unknown id: 404');
   });
 
+  t.test('pause and resume hold a group\'s jobs on every node', async (t) => {
+    const p = await postJson(`${url}api/pause`, { groups: ['held'] });
+    t.equal(p.status, 200, 'POST /api/pause');
+    t.same(p.json, { all: false, groups: ['held'] });
+    const sub = await postJson(`${url}api/jobs`, { script: '#!/bin/sh\necho late\n', group: 'held', name: 'late' });
+    t.equal(sub.status, 201);
+    await events.wait('group held paused', (s) => s.status.groups.find((g: { group: string; paused: boolean }) => g.group === 'held' && g.paused));
+    // a second node, for group held, starts with the pause in place: it holds the job and says so
+    const second = await startDaemon(fixture, spool, archive, ['--groups', 'held']);
+    await second.waitLine(/event=barrier-hold barrier="paused held"/, 60_000);
+    const queued = await events.wait('late still queued', (s) => s.queued.find((j: { name: string }) => j.name === 'late'));
+    t.equal(queued.group, 'held', 'held in the queue while paused');
+    const r = await postJson(`${url}api/resume`, {});
+    t.equal(r.status, 200, 'POST /api/resume');
+    t.same(r.json, { all: false, groups: [] }, 'resume with no group resumes all');
+    const done = await events.wait('late to run once resumed', (s) => jobIn(s.recent, 'late'));
+    t.equal(done.status, 'done');
+    const all = await postJson(`${url}api/pause`, undefined);
+    t.same(all.json, { all: true, groups: [] }, 'pause with no body pauses all');
+    t.same((await postJson(`${url}api/resume`, { groups: [] })).json, { all: false, groups: [] }, 'resume with an empty list resumes all');
+  });
+
   t.test('GET /api/jobs pages, sorts and searches every state', async (t) => {
     for (let i = 0; i < 5; i++) {
       const r = await postJson(`${url}api/jobs`, { script: `#!/bin/sh\necho page ${i}\n`, group: 'pages', name: `page-${i}` });
@@ -195,7 +248,7 @@ t.test('with a token and a daemon', async (t) => {
     const q = await request(`${url}api/jobs?q=PAGE-3`);
     t.same(q.json.jobs.map((j: { name: string }) => j.name), ['page-3'], 'search is a case-insensitive substring');
     const all = await request(`${url}api/jobs?state=running,retrying,queued,failed,done,rejected&limit=1000`);
-    t.equal(all.json.total, 7, 'every state at once');
+    t.equal(all.json.total, 8, 'every state at once');
   });
 
   t.test('/metrics is Prometheus text with the expected metrics', async (t) => {
@@ -216,38 +269,15 @@ t.test('with a token and a daemon', async (t) => {
     t.equal(v('pmjq_jobs', { state: 'done', group: 'api' }), 2, 'done jobs of group api');
     t.equal(v('pmjq_jobs', { state: 'done', group: 'pages' }), 5, 'done jobs of group pages');
     t.equal(v('pmjq_jobs', { state: 'running', group: 'pages' }), 0, 'a zero is a zero');
-    t.equal(v('pmjq_node_up'), 1, 'the daemon is up');
+    const up = m.samples.filter((x) => x.name === 'pmjq_node_up');
+    t.equal(up.length, 2, 'two nodes');
+    t.ok(up.every((x) => x.value === 1), 'both up');
+    t.equal(v('pmjq_nodes', { state: 'STALE' }), 0, 'none stale');
     t.ok(v('pmjq_job_duration_seconds_count', { group: 'pages', status: 'done' })! === 5, 'five durations of group pages');
     t.ok(v('pmjq_job_duration_seconds_bucket', { group: 'pages', status: 'done', le: '+Inf' }) === 5, 'histogram buckets');
     t.ok(v('pmjq_claim_latency_seconds_count', { group: 'pages' })! === 5, 'claim latencies');
     t.equal(v('pmjq_paused_all'), 0);
   });
-});
-
-t.test('pause and resume through the API hold a group\'s jobs on every node', async (t) => {
-  const { dir, spool, archive } = scratch(t);
-  openToAll(dir, spool, archive);
-  const { url } = await startServer(t, spool, { tokenDir: dir });
-  const events = await Events.open(t, url);
-  const p = await postJson(`${url}api/pause`, { groups: ['held'] });
-  t.equal(p.status, 200, 'POST /api/pause');
-  t.same(p.json, { all: false, groups: ['held'] });
-  const sub = await postJson(`${url}api/jobs`, { script: '#!/bin/sh\necho late\n', group: 'held', name: 'late' });
-  t.equal(sub.status, 201);
-  await events.wait('group held paused', (s) => s.status.groups.find((g: { group: string; paused: boolean }) => g.group === 'held' && g.paused));
-  // the daemon starts with the pause in place: it holds the job and says so
-  const daemon = await startDaemon(t, spool, archive);
-  await daemon.waitLine(/event=barrier-hold barrier="paused held"/);
-  const queued = await events.wait('late still queued', (s) => s.queued.find((j: { name: string }) => j.name === 'late'));
-  t.equal(queued.group, 'held', 'held in the queue while paused');
-  const r = await postJson(`${url}api/resume`, {});
-  t.equal(r.status, 200, 'POST /api/resume');
-  t.same(r.json, { all: false, groups: [] }, 'resume with no group resumes all');
-  const done = await events.wait('late to run once resumed', (s) => jobIn(s.recent, 'late'));
-  t.equal(done.status, 'done');
-  const all = await postJson(`${url}api/pause`, undefined);
-  t.same(all.json, { all: true, groups: [] }, 'pause with no body pauses all');
-  await postJson(`${url}api/resume`, { groups: [] });
 });
 
 interface Sample { name: string; labels: Record<string, string>; value: number }

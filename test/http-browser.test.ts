@@ -16,7 +16,7 @@ import { openToAll, scratch } from './helpers.js';
 import { TOKEN, postJson, startDaemon, startServer } from './http-helpers.js';
 
 const CHROMIUM = '/usr/bin/chromium';
-const WAIT = 20_000;
+const WAIT = 45_000;
 
 /** Chromium processes started with this user-data-dir (found by it, never by name). */
 function browserPids(userDataDir: string): number[] {

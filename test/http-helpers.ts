@@ -40,7 +40,7 @@ export async function startServer(t: TestLike, spool: string, o: { tokenDir?: st
     const out = proc.stdout();
     const nl = out.indexOf('\n');
     return nl >= 0 ? out.slice(0, nl) : null;
-  }, 20_000);
+  }, 90_000);
   if (!/^http:\/\/127\.0\.0\.1:\d+\/$/.test(line)) throw new Error(`unexpected first line from pmjqctl serve: ${JSON.stringify(line)}`);
   return { url: line, proc };
 }
@@ -48,10 +48,10 @@ export async function startServer(t: TestLike, spool: string, o: { tokenDir?: st
 /** A pmjq daemon on `spool` (-o archive), started and ready (its heartbeat is written). */
 export async function startDaemon(t: TestLike, spool: string, archive: string, extra: string[] = []): Promise<Proc> {
   const p = start(t, BIN.pmjq, [spool, '-o', archive, '--poll', '200ms', ...ROOT_ARGS, ...extra]);
-  await p.waitLine(/event=start /, 20_000);
+  await p.waitLine(/event=start /, 60_000);
   await waitFor('the daemon\'s heartbeat', () => {
     try { return fs.readdirSync(path.join(spool, '.pmjq/nodes')).some((f) => !f.startsWith('.')); } catch { return false; }
-  }, 20_000);
+  }, 60_000);
   return p;
 }
 
@@ -76,7 +76,7 @@ export function request(url: string, o: { method?: string; headers?: Record<stri
         resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json });
       });
     });
-    const timer = setTimeout(() => { req.destroy(new Error(`no answer to ${o.method ?? 'GET'} ${url} within ${o.timeoutMs ?? 15_000} ms`)); }, o.timeoutMs ?? 15_000);
+    const timer = setTimeout(() => { req.destroy(new Error(`no answer to ${o.method ?? 'GET'} ${url} within ${o.timeoutMs ?? 30_000} ms`)); }, o.timeoutMs ?? 30_000);
     let answered = false;
     req.on('response', () => { answered = true; });
     // the server may answer (413) and close before the body is all sent: that answer counts
@@ -140,7 +140,7 @@ export class Events {
   }
 
   /** The first snapshot (already received or to come) for which pred is truthy; resolves with pred's value. */
-  wait<T>(what: string, pred: (s: Snapshot) => T | undefined | null | false, timeoutMs = 20_000): Promise<T> {
+  wait<T>(what: string, pred: (s: Snapshot) => T | undefined | null | false, timeoutMs = 30_000): Promise<T> {
     const last = this.snapshots[this.snapshots.length - 1];
     if (last !== undefined) {
       const v = pred(last);
