@@ -106,7 +106,7 @@ t.test('a file still being written (ETXTBSY) is not run until it is complete', a
   t.equal(rec.attempt, 1, 'not-ready is not an attempt');
   t.notMatch(p.stderr(), /job-start-failed|status=failed/, 'not-ready is not a failure');
   t.equal(p.stderr().split('event=job-not-ready ').length - 1, 1, 'not-ready is logged once');
-  p.kill('SIGTERM');
+  p.child.kill('SIGTERM');
   t.equal(await p.exited, 0);
 });
 
@@ -140,6 +140,6 @@ t.test(`a file still being written is not run truncated${IS_ROOT ? ' when run as
   t.equal(fs.readFileSync(e.log, 'utf8'), `part-one uid=${uid}\npart-two\n`, 'the whole file ran once, and the log holds nothing else');
   t.equal(readJson<Rec>(e.json).status, 'done');
   t.equal(p.stderr().split('event=job-not-ready ').length - 1, 1, 'not-ready is logged once');
-  p.kill('SIGTERM');
+  p.child.kill('SIGTERM');
   t.equal(await p.exited, 0);
 });

@@ -90,7 +90,7 @@ t.test('odd names dropped into a running daemon', async (t) => {
   const node = /node=(\S+)/.exec(await p.waitLine(/event=start /))![1]!;
   for (const name of NAMES) dropJob(spool, name, body(out));
   await waitFor('all archived', () => archivedRaw(archive).length === NAMES.length && history(spool).length === NAMES.length, 10_000);
-  p.kill('SIGTERM');
+  p.child.kill('SIGTERM');
   t.equal(await p.exited, 0);
   check(t, archive, spool, out, node);
 });

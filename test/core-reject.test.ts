@@ -133,7 +133,7 @@ t.test('every unacceptable kind of file is rejected with its reason and never ru
   await waitFor('data, made executable, to run', () => fs.existsSync(path.join(markers, 'data')), 5000);
   t.pass('a file made executable later is taken as a job');
   server.close();
-  p.kill('SIGTERM');
+  p.child.kill('SIGTERM');
   t.equal(await p.exited, 0, 'exit 0');
 });
 

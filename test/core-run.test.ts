@@ -160,7 +160,7 @@ t.test('30 rounds of a job named "same" in one directory, all released together 
   await waitLines(p, /event=job-start /, 30);
   await releaseTogether(p.child.pid!, spool, g);
   await waitLines(p, /event=job-end /, 30);
-  p.kill('SIGTERM');
+  p.child.kill('SIGTERM');
   t.equal(await p.exited, 0, 'pmjq exits 0 on SIGTERM');
   const entries = archivedRaw(archive);
   t.equal(entries.length, 30, '30 archive entries');

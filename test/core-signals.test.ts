@@ -9,6 +9,9 @@ import { BIN, ROOT_ARGS, archivedRaw, dropJob, history, jobProcesses, readJson, 
 
 type Rec = Record<string, unknown>;
 
+// Signals go to the daemon's pid (p.child.kill), never to its process group:
+// a job forked a moment ago may not have left that group yet.
+
 t.test('--timeout 1s stops a sleep 30 job: status timeout', async (t) => {
   const { spool, archive } = scratch(t);
   dropJob(spool, 'sleeper', '#!/bin/sh\necho sleeping\nsleep 30\necho not-reached\n');
@@ -51,7 +54,7 @@ t.test('SIGTERM with --grace 500ms: slow jobs go to retry/ as interrupted, a res
   // one more, queued behind -j 3: it must stay where it is
   dropJob(spool, 'queued', '#!/bin/sh\necho "attempt=$PMJQ_ATTEMPT"\n');
   await waitFor('the slow jobs to be running', () => jobProcesses(spool).length >= 3, 5000);
-  p.kill('SIGTERM');
+  p.child.kill('SIGTERM');
   t.equal(await p.exited, 0, 'pmjq exits 0 after SIGTERM');
   t.match(p.stderr(), /event=stopping signal=SIGTERM running=3 grace_ms=500/, 'says it is stopping');
   t.same(jobProcesses(spool), [], 'the interrupted jobs are stopped');
@@ -100,7 +103,7 @@ t.test('SIGTERM: a job that finishes within --grace is archived normally; nothin
   dropJob(spool, 'gated', `#!/bin/sh\nwhile [ ! -e '${go}' ]; do sleep 0.05; done\necho finished\n`);
   const p = start(t, BIN.pmjq, [...ROOT_ARGS, '--grace', '20s', '-o', archive, spool]);
   await p.waitLine(/event=job-start .*name=gated/);
-  p.kill('SIGTERM');
+  p.child.kill('SIGTERM');
   await p.waitLine(/event=stopping /);
   dropJob(spool, 'late', '#!/bin/sh\necho late\n');
   fs.writeFileSync(go, '');
@@ -120,9 +123,9 @@ t.test('a second signal stops the jobs at once', async (t) => {
   dropJob(spool, 'slow', SLOW);
   const p = start(t, BIN.pmjq, [...ROOT_ARGS, '--grace', '60s', '-o', archive, spool]);
   await p.waitLine(/event=job-start /);
-  p.kill('SIGTERM');
+  p.child.kill('SIGTERM');
   await p.waitLine(/event=stopping /);
-  p.kill('SIGINT');
+  p.child.kill('SIGINT');
   await p.waitLine(/event=stopping-now /);
   t.equal(await p.exited, 0, 'exit 0, long before the 60 s grace');
   t.equal(fs.readdirSync(path.join(spool, '.pmjq/retry')).length, 1, 'the job waits in retry/');

@@ -39,7 +39,7 @@ t.test('inotify: a dropped job is picked up at once, and a group directory made 
 
   const recs = archivedRaw(archive).map((e) => JSON.parse(fs.readFileSync(e.json, 'utf8')) as { name: string; group: string; status: string });
   t.same(recs.map((r) => `${r.group}/${r.name}/${r.status}`).sort(), ['default/top/done', 'newgroup/first/done', 'newgroup/second/done']);
-  p.kill('SIGTERM');
+  p.child.kill('SIGTERM');
   t.equal(await p.exited, 0);
 });
 
@@ -54,7 +54,7 @@ t.test('inotify: a name that was just claimed is noticed again when dropped agai
     await archivedWithin(archive, 'again', t0, i + 1);
   }
   t.equal(archivedRaw(archive).length, 10, 'ten rounds, each noticed without waiting for the rescan');
-  p.kill('SIGTERM');
+  p.child.kill('SIGTERM');
   t.equal(await p.exited, 0);
 });
 
@@ -71,6 +71,6 @@ t.test('--watch poll --poll 200ms: jobs are found by rescanning', async (t) => {
   dropJob(grp, 'in-group', '#!/bin/sh\necho in-group\n');
   t.comment(`pickup in a new group by poll: ${await archivedWithin(archive, 'in-group', t0)} ms`);
   t.notOk(inotifyWatches(p.child.pid!).has(fs.statSync(spool).ino), 'no inotify watch on the spool in poll mode');
-  p.kill('SIGTERM');
+  p.child.kill('SIGTERM');
   t.equal(await p.exited, 0);
 });
