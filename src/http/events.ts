@@ -111,12 +111,6 @@ export class StateHub {
     this.minGapMs = opts.minGapMs ?? 100;
   }
 
-  /** The current snapshot (read now when nobody listens, so it is never stale). */
-  current(): LiveSnapshot {
-    if (this.last && this.listeners.size > 0) return this.last;
-    return snapshot(readState(this.opts.layout), this.opts.server);
-  }
-
   subscribe(fn: Listener): () => void {
     this.listeners.add(fn);
     if (this.listeners.size === 1) this.startWatching();
@@ -125,10 +119,6 @@ export class StateHub {
       this.listeners.delete(fn);
       if (this.listeners.size === 0) this.stopWatching();
     };
-  }
-
-  get listening(): number {
-    return this.listeners.size;
   }
 
   close(): void {
@@ -151,7 +141,7 @@ export class StateHub {
     this.last = null;
   }
 
-  /** An fs event: read soon, but not more often than minGapMs. */
+  /** Something changed (an fs event, a write through the API): read soon, but not more often than minGapMs. */
   poke(): void {
     if (this.pending || this.listeners.size === 0) return;
     const wait = Math.max(10, this.lastRead + this.minGapMs - Date.now());
