@@ -228,7 +228,11 @@ export function submitOwned(layout: Layout, opts: Parameters<typeof submit>[1], 
       fs.chownSync(staged.path, user.uid, user.gid);
       fs.chmodSync(staged.path, 0o755);
       const real = staged.group === DEFAULT_GROUP ? layout.spool : path.join(layout.spool, staged.group);
-      fs.mkdirSync(real, { recursive: true });
+      try {
+        fs.mkdirSync(real, { recursive: true });
+      } catch (err) {
+        throw new CtlError(`cannot create group directory '${real}': ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+      }
       const dst = names.join(real, staged.name);
       if (moveNoReplace(staged.path, dst)) return { name: staged.name, group: staged.group, path: names.display(dst) };
       if (opts.name !== undefined) throw new CtlError(`a job named '${opts.name}' is already queued in '${real}'`);
