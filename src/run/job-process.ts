@@ -126,8 +126,15 @@ export class JobProcess {
     if (this.timeout) clearTimeout(this.timeout);
     if (this.killTimer) clearTimeout(this.killTimer);
     this.channel?.close();
-    // whatever the job left running in its process group goes with it
-    if (this.child?.pid !== undefined) signalGroup(this.child.pid, 'SIGTERM');
+    // whatever the job left running in its process group goes with it: SIGTERM,
+    // and SIGKILL after the grace period for what ignores SIGTERM (a daemon
+    // child would otherwise outlive its job). The group's id is the job's pid,
+    // which stays reserved while any member lives; a group found empty is not
+    // signalled again.
+    const pid = this.child?.pid;
+    if (pid !== undefined && signalGroup(pid, 'SIGTERM')) {
+      setTimeout(() => { if (signalGroup(pid, 0)) signalGroup(pid, 'SIGKILL'); }, this.spec.killGraceMs).unref();
+    }
     const busy = Boolean(this.spec.runAs?.setpriv) && code === 126 && this.setprivFoundBusy();
     this.resolveEnded({ exitCode: code, signal, reason: this.reason, started: this.started, finished, busy });
   }
@@ -175,10 +182,14 @@ function splitLines(stream: Readable, onLine: (line: string) => void): void {
   stream.on('error', () => { /* the job went away */ });
 }
 
-function signalGroup(pid: number, sig: NodeJS.Signals): void {
+/** Signal a process group; false if it no longer exists. */
+function signalGroup(pid: number, sig: NodeJS.Signals | 0): boolean {
   try {
     process.kill(-pid, sig);
-  } catch { /* the group is already gone */ }
+    return true;
+  } catch {
+    return false; // the group is already gone
+  }
 }
 
 function explainSpawnError(err: NodeJS.ErrnoException, s: JobSpec): string {
