@@ -166,11 +166,26 @@ interface QueuedBlock {
   at: number;
   g: GroupState;
   keys: string[];
+  /** each key's place in its group's queue, when keys is a filtered subset (--grep) */
+  pos?: number[];
   model: EtaModel;
 }
 
 function queuedPending(b: QueuedBlock, i: number): Pending {
-  return { state: 'queued', row: null, q: { g: b.g, key: b.keys[i]!, pos: i, eta: etaFor(b.model, i), info: b.model.reason }, order: i };
+  const pos = b.pos ? b.pos[i]! : i;
+  return { state: 'queued', row: null, q: { g: b.g, key: b.keys[i]!, pos, eta: etaFor(b.model, pos), info: b.model.reason }, order: pos };
+}
+
+/** --grep on a block without making a row per queued job: the group or the reason matches all, else name by name. */
+function grepBlock(b: QueuedBlock, re: RegExp): QueuedBlock {
+  if (re.test(b.g.name) || (b.model.reason !== null && re.test(b.model.reason))) return b;
+  const keys: string[] = [];
+  const pos: number[] = [];
+  for (let i = 0; i < b.keys.length; i++) {
+    const k = b.keys[i]!;
+    if (re.test(keyDisplay(k).name)) { keys.push(k); pos.push(b.pos ? b.pos[i]! : i); }
+  }
+  return { ...b, keys, pos };
 }
 
 /** The rows and the queued blocks, in the default order once the blocks are put at their places. */
@@ -300,6 +315,10 @@ function head(c: { rows: Pending[]; blocks: QueuedBlock[] }, limit: number): { t
   return { total, shown };
 }
 
+function matches(r: JobRow, re: RegExp): boolean {
+  return re.test(r.name) || (r.id !== null && re.test(r.id)) || re.test(r.group) || (r.info !== null && re.test(r.info));
+}
+
 /** The display name of a row in the making. */
 function nameOfPending(p: Pending): string {
   if (p.row) return p.row.name;
@@ -367,15 +386,24 @@ export function listJobs(s: SpoolState, o: LsOptions = {}): LsResult {
     const h = head(c, limit);
     return done(h.total, h.shown);
   }
-  let rows = expand(c);
   if (o.grep) {
     const re = o.grep;
-    rows = rows.filter((p) => {
-      if (re.test(nameOfPending(p))) return true;
-      if (p.row) return (p.row.id !== null && re.test(p.row.id)) || re.test(p.row.group) || (p.row.info !== null && re.test(p.row.info));
-      return re.test(p.q!.g.name) || (p.q!.info !== null && p.q!.info !== undefined && re.test(p.q!.info));
-    });
+    const kept: Pending[] = [];
+    const at = new Map<QueuedBlock, number>();
+    let next = 0;
+    for (const b of c.blocks) {
+      for (; next < b.at; next++) if (matches(c.rows[next]!.row!, re)) kept.push(c.rows[next]!);
+      at.set(b, kept.length);
+    }
+    for (; next < c.rows.length; next++) if (matches(c.rows[next]!.row!, re)) kept.push(c.rows[next]!);
+    c.blocks = c.blocks.map((b) => ({ ...grepBlock(b, re), at: at.get(b)! }));
+    c.rows = kept;
+    if (o.sort === undefined && !o.reverse && limit > 0) {
+      const h = head(c, limit);
+      return done(h.total, h.shown);
+    }
   }
+  let rows = expand(c);
   const key = o.sort;
   if (key !== undefined) {
     const dir = o.reverse ? -1 : 1;

@@ -83,7 +83,7 @@ export function renderStatus(r: StatusReport, style: Style): string {
       n.load === null ? null : n.load.toFixed(2),
       n.version,
       n.heartbeat_age_ms === null ? null : ago(n.heartbeat_age_ms),
-      n.groups === null ? 'all' : n.groups.join(','),
+      n.groups === null ? 'all' : n.groups.length === 0 ? 'none (pmjqctl run)' : n.groups.join(','),
     ]), ['RUNNING', 'LOAD']).trimEnd());
   }
   out.push('');
