@@ -67,7 +67,7 @@ function installExitHook(): void {
   if (exitHook) return;
   exitHook = true;
   process.once('exit', () => {
-    for (const pid of liveNodes) { try { process.kill(-pid, 'SIGKILL'); } catch { /* gone */ } }
+    for (const pid of liveNodes) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
     for (const m of liveMounts) {
       for (const pid of jobProcesses(m)) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
       unmountSync(m, 0);
@@ -166,7 +166,7 @@ export interface Node {
   /** resolves with the first stderr line matching re (lines already seen count) */
   waitLine(re: RegExp, timeoutMs?: number): Promise<string>;
   exited: Promise<number>;
-  /** signal the node's process group (the node alone: its jobs have their own) */
+  /** signal the node (its process alone: its jobs have their own sessions) */
   kill(sig?: NodeJS.Signals): void;
 }
 
@@ -199,7 +199,8 @@ export async function startNode(t: TestWithResult, mount: string, args: string[]
   });
   let done = false;
   void exited.then(() => { done = true; });
-  const kill = (sig: NodeJS.Signals = 'SIGTERM'): void => { try { process.kill(-pid, sig); } catch { /* gone */ } };
+  // the node's pid, not its process group: a job forked a moment ago may still be in that group before its setsid()
+  const kill = (sig: NodeJS.Signals = 'SIGTERM'): void => { try { process.kill(pid, sig); } catch { /* gone */ } };
   t.teardown(async () => {
     if (!done) { kill('SIGKILL'); await exited; }
     if (!t.passing()) {
