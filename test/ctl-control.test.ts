@@ -118,3 +118,29 @@ t.test('kill a job waiting for its retry: taken at once, recorded killed, its fi
   const logs = await ctl(t, ['logs', spool, w!.id!]);
   t.equal(logs.stdout, 'try 1\n', 'its log too');
 });
+
+t.test('kill: a node that does not act in time leaves the request in place (exit 1); --no-wait only asks', async (t) => {
+  const { spool } = scratch(t);
+  // a node on another host, alive by its heartbeat, that never reads requests
+  const node = `otherhost.1.${Math.floor(Date.now() / 1000)}`;
+  const id = `otherhost.1.${Math.floor(Date.now() / 1000)}.123.0`;
+  const jobDir = path.join(spool, '.pmjq/claimed', node, id);
+  fs.mkdirSync(jobDir, { recursive: true });
+  fs.mkdirSync(path.join(spool, '.pmjq/nodes'), { recursive: true });
+  fs.writeFileSync(path.join(spool, '.pmjq/nodes', node), JSON.stringify({ node, host: 'otherhost', pid: 1, version: '0.1.0', state: 'processing', groups: null, running: 1, queued: 0, load: 0 }));
+  fs.writeFileSync(path.join(jobDir, '.job.json'), JSON.stringify({ id, name: 'far', file: 'far', group: 'default', dir: '', owner: 0, created: new Date().toISOString(), claimed: new Date().toISOString(), node, attempt: 1, parent: null }));
+  fs.writeFileSync(path.join(jobDir, 'far'), '#!/bin/sh\n', { mode: 0o755 });
+
+  const k = await ctl(t, ['kill', spool, id, '--wait', '300ms']);
+  t.equal(k.code, 1, 'still running after --wait: exit 1');
+  t.equal(k.stderr, `pmjqctl: kill: job ${id} still runs on node ${node} 300ms after the kill request (is that node alive? see pmjqctl status); the request stays in ${path.join(spool, '.pmjq/control/kill', id)}\n`, 'one line saying so');
+  t.ok(fs.existsSync(path.join(spool, '.pmjq/control/kill', id)), 'the request stays');
+  const st = await ctlJson<{ kill_requests: string[] }>(t, ['status', spool]);
+  t.same(st.kill_requests, [id], 'status lists the pending request');
+  const [row] = await jobs(t, spool, '--state', 'running');
+  t.match(row, { id, node, info: 'kill requested' }, 'ls: running, kill requested');
+
+  const n = await ctl(t, ['kill', spool, id, '--no-wait']);
+  t.equal(n.code, 0, '--no-wait: exit 0');
+  t.equal(n.stdout, `kill requested: job ${id} runs on node ${node}\n`, 'says it asked');
+});

@@ -18,6 +18,7 @@ import { Finisher } from '../spool/finish.js';
 import { hostName, makeNodeId, type Layout } from '../spool/layout.js';
 import { readMeta } from '../spool/meta.js';
 import type { JobRecord, JobStatus } from '../spool/record.js';
+import { formatDuration } from '../util/duration.js';
 import { errText, isErrno } from '../util/fsx.js';
 import { CtlError, q } from './errors.js';
 import { describe, findRunning, findRetrying, locate } from './find.js';
@@ -132,7 +133,7 @@ export async function waitKilled(layout: Layout, k: KillOutcome, waitMs: number,
     if (Date.now() >= end) {
       return {
         ...k, node: run.node, pending: true,
-        message: `job ${k.id} still runs on node ${run.node} ${Math.round(waitMs / 1000)}s after the kill request (is that node alive? see pmjqctl status); the request stays in ${path.join(layout.control, 'kill', k.id)}`,
+        message: `job ${k.id} still runs on node ${run.node} ${formatDuration(waitMs)} after the kill request (is that node alive? see pmjqctl status); the request stays in ${path.join(layout.control, 'kill', k.id)}`,
       };
     }
     await sleep(100);
