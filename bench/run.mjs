@@ -51,6 +51,7 @@ const { values: argv } = parseArgs({
     json: { type: 'string' },
     'cpu-prof': { type: 'string' },
     pmjq: { type: 'string' },
+    'pmjq-args': { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
   strict: true,
@@ -78,6 +79,7 @@ Measures DESIGN §13 and prints: figure, measured, target, ratio/verdict.
   --json FILE           raw results (default bench/results/latest.json)
   --cpu-prof DIR        run every daemon under node --cpu-prof, profiles into DIR
   --pmjq FILE           the pmjq.js to measure (default dist/cli/pmjq.js; e.g. a build of another commit)
+  --pmjq-args 'A B'     extra arguments for every pmjq started (e.g. '--poll 10s' to try a setting)
 `);
   process.exit(0);
 }
@@ -108,6 +110,7 @@ const O = {
   cpuProf: argv['cpu-prof'] ? path.resolve(argv['cpu-prof']) : null,
 };
 if (argv.pmjq) PMJQ = path.resolve(argv.pmjq);
+const EXTRA_ARGS = argv['pmjq-args'] ? argv['pmjq-args'].split(/\s+/).filter(Boolean) : [];
 O.heavyJ = argv['heavy-j'] !== undefined ? intOpt('heavy-j', 0, 0) : O.heavyJobs;
 const ONLY = argv.only ? new Set(argv.only.split(',').map((s) => Number(s.trim()))) : null;
 
@@ -246,13 +249,23 @@ async function withTimeout(promise, ms, what) {
 function startPmjq(args, spool, logFile) {
   const fd = fs.openSync(logFile, 'a');
   const nodeArgs = O.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${O.cpuProf}`] : [];
-  const p = launch(process.execPath, [...nodeArgs, PMJQ, ...ROOT_ARGS, ...args, spool], { stderr: fd, spool });
+  const p = launch(process.execPath, [...nodeArgs, PMJQ, ...ROOT_ARGS, ...args, ...EXTRA_ARGS, spool], { stderr: fd, spool });
   fs.closeSync(fd);
   p.logFile = logFile;
   p.stop = async (timeoutMs = 20_000) => {
     try { process.kill(p.pid, 'SIGTERM'); } catch { /* gone */ }
     try {
-      return await withTimeout(p.exited, timeoutMs, 'pmjq stop');
+      try {
+        return await withTimeout(p.exited, timeoutMs, 'pmjq stop');
+      } catch (err) {
+        if (!/ event=stopping /.test(fs.readFileSync(logFile, 'utf8'))) {
+          // seen with 100 000 queued: the SIGTERM is acted on only when a second one comes
+          warnings.push(`pmjq pid ${p.pid} had not acted on SIGTERM ${timeoutMs / 1000} s later (no "stopping" line; it went on starting jobs): sent a second SIGTERM`);
+          try { process.kill(p.pid, 'SIGTERM'); } catch { /* gone */ }
+          return await withTimeout(p.exited, timeoutMs, 'pmjq stop (second SIGTERM)');
+        }
+        throw err;
+      }
     } catch (err) {
       if (/ event=stopped /.test(logTail(logFile, 3))) {
         // it finished its work and logged so, but the process stayed: a daemon bug, not a lost job
@@ -752,6 +765,7 @@ async function main() {
     const t0 = performance.now();
     try {
       const r = await f.run();
+      for (const row of r.rows) log(`${row.figure}: ${row.measured} | ${row.target} | ${row.verdict}`);
       rows.push(...r.rows);
       notes.push(...(r.notes ?? []));
       results[f.id] = { name: f.name, seconds: +((performance.now() - t0) / 1000).toFixed(1), ...r.data };
@@ -770,7 +784,7 @@ async function main() {
   for (const w of warnings) process.stdout.write(`- WARNING: ${w}\n`);
   process.stdout.write(`- load average ${env.loadavg_before.join(' ')} before, ${env.loadavg_after.join(' ')} after; ${env.seconds} s in all\n`);
   fs.mkdirSync(path.dirname(O.json), { recursive: true });
-  fs.writeFileSync(O.json, JSON.stringify({ env, options: O, pmjq: PMJQ, rows, notes, warnings, figures: results }, null, 2) + '\n');
+  fs.writeFileSync(O.json, JSON.stringify({ env, options: O, pmjq: PMJQ, pmjq_args: EXTRA_ARGS, rows, notes, warnings, figures: results }, null, 2) + '\n');
   process.stdout.write(`- raw results: ${path.relative(process.cwd(), O.json) || O.json}\n`);
   cleanupAll();
   process.exit(broken ? 1 : 0);
