@@ -60,6 +60,7 @@ export class Finisher {
     if (dest !== undefined) {
       const base = isSub ? null : this.archiveJobFile(job, dest, outcome.finished);
       let movedLog: Buffer | null = null;
+      let wroteJson: Buffer | null = null;
       try {
         record.archive = base === null ? null : names.display(base);
         const logDst = base === null ? this.freeArchiveName(dest, meta, outcome.finished, '.log') : Buffer.concat([base, Buffer.from('.log')]);
@@ -70,11 +71,15 @@ export class Finisher {
         }
         const jsonDst = Buffer.concat([base ?? logDst.subarray(0, logDst.length - 4), Buffer.from('.json')]);
         writeNew(jsonDst, JSON.stringify(record, null, 2) + '\n');
+        wroteJson = jsonDst;
+        this.appendHistory(record);
       } catch (err) {
         // Half an entry (the job file without its log or record: a full
-        // disk) is undone, so that the job stays whole in its claimed
-        // directory and the next try starts afresh, rather than taking the
-        // moved file for one the job removed itself.
+        // disk; no history line: the spool out of reach) is undone, so
+        // that the job stays whole in its claimed directory and the next
+        // try starts afresh, rather than taking the moved file for one the
+        // job removed itself.
+        if (wroteJson !== null) try { fs.unlinkSync(wroteJson); } catch { /* gone */ }
         if (movedLog !== null) try { moveNoReplace(movedLog, logSrc); } catch { /* left where the record would name it */ }
         if (base !== null) try { moveNoReplace(base, job.file); } catch { /* left in the archive */ }
         throw err;
@@ -88,8 +93,8 @@ export class Finisher {
       }
       writeFileAtomic(path.join(done, `${meta.id}.json`), JSON.stringify(record) + '\n');
       this.keep(meta.id);
+      this.appendHistory(record);
     }
-    this.appendHistory(record);
     removeClaimedDir(job.dir);
     return record;
   }
@@ -116,7 +121,10 @@ export class Finisher {
     const meta: JobMeta = { ...job.meta, attempt: job.meta.attempt + 1, previous: why };
     if (outcome?.status === 'interrupted') meta.interrupted = (meta.interrupted ?? 0) + 1;
     writeFileAtomic(path.join(job.dir, META_FILE), JSON.stringify(meta) + '\n');
-    const name = `${Math.round(dueMs)}.${meta.id}`;
+    // A job to run again at once (interrupted, never started, no backoff) is
+    // due 0, not at this node's "now": a node whose clock is behind would
+    // otherwise leave it waiting for the difference (an hour's skew, an hour)
+    const name = `${dueMs <= Date.now() ? 0 : Math.round(dueMs)}.${meta.id}`;
     const entry = path.join(this.layout.retry, name);
     fs.renameSync(job.dir, entry);
     if (outcome === null) return { entry: name, meta, record: null };
