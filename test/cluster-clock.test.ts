@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { archived, dropJob, waitFor } from './helpers.js';
-import { cluster, eventLines, lineTime, startNode } from './cluster-helpers.js';
+import { cluster, eventLines, field, gate, lineTime, startNode } from './cluster-helpers.js';
 
 const LEASE = 2000;
 const SKEW = 3_600_000;
@@ -54,4 +54,27 @@ t.test('two nodes with clocks an hour apart and a 2 s lease do not declare each 
   for (const n of [fast, plain]) t.ok(fs.existsSync(path.join(c.backing, '.pmjq/nodes', n.id)), `${n.id}'s heartbeat is in place`);
   for (const n of [fast, plain]) n.kill('SIGTERM');
   t.same(await Promise.all([fast.exited, plain.exited]), [0, 0], 'both nodes exit 0');
+});
+
+t.test('a job put back by a node whose clock is an hour ahead runs at once on a node whose clock is right', async (t) => {
+  const c = cluster(t, 2);
+  const g = await gate(t, c.work);
+  const args = ['--poll', '100ms', '--settle', '0', '--lease', `${LEASE}ms`, '--grace', '0', '-j', '1', '-o', c.archive];
+  const fast = await startNode(t, c.mounts[0]!, args, { env: { PMJQ_TEST_CLOCK_SKEW_MS: String(SKEW) } });
+  const ran = path.join(c.work, 'ran');
+  fs.mkdirSync(ran);
+  dropJob(c.backing, 'longjob', `#!/bin/sh\necho "$PMJQ_NODE $PMJQ_ATTEMPT" >> '${ran}/started'\n${g.wait}\necho "$PMJQ_NODE $PMJQ_ATTEMPT" >> '${ran}/done'\n`);
+  await fast.waitLine(/ event=job-start .*name=longjob /, 15_000);
+  const plain = await startNode(t, c.mounts[1]!, args);
+  // the fast node stops: its running job is interrupted and put back, due "now" by its clock
+  fast.kill('SIGTERM');
+  t.equal(await fast.exited, 0, 'the node whose clock is ahead stops (exit 0)');
+  t.match(fast.stderr(), /event=job-requeued .*name=longjob .*reason=interrupted/, 'it put its running job back');
+  const start = await plain.waitLine(/ event=job-start .*name=longjob /, 20_000);
+  t.equal(field(start, 'attempt'), '2', 'the node whose clock is right runs it at once, at attempt 2');
+  g.open();
+  await waitFor('the job to be archived', () => archived(c.archive).length === 1, 20_000);
+  t.equal(fs.readFileSync(path.join(ran, 'done'), 'utf8'), `${plain.id} 2\n`, 'it completed once, on that node');
+  plain.kill('SIGTERM');
+  t.equal(await plain.exited, 0, 'that node exits 0');
 });
