@@ -33,7 +33,7 @@ import * as names from './spool/names.js';
 import type { JobRecord, JobStatus } from './spool/record.js';
 import { Scanner } from './spool/scan.js';
 import { Watcher, detectWatchMode, type WatchMode } from './spool/watch.js';
-import { errText } from './util/fsx.js';
+import { errText, isErrno } from './util/fsx.js';
 import type { Logger } from './util/log.js';
 import { VERSION } from './version.js';
 import { LIBS } from './run/libs.js';
@@ -107,6 +107,8 @@ export class Daemon {
   private pumping = false;
   private pumpQueued = false;
   private failures = 0;
+  /** inode of .pmjq when last seen (a new one: the spool was made again) */
+  private stateIno: number | undefined;
   private finishedCount = 0;
   private resolveDone!: (code: number) => void;
 
@@ -152,6 +154,7 @@ export class Daemon {
     const done = new Promise<number>((resolve) => { this.resolveDone = resolve; });
     const o = this.opts;
     this.layout.create(this.node);
+    this.checkLayout();
     const detected = detectWatchMode(this.layout.spool);
     this.mode = o.watch === 'auto' ? detected.mode : o.watch;
     this.settleMs = o.settleMs ?? (detected.mode === 'poll' ? SHARED_FS_SETTLE_MS : 0);
@@ -242,10 +245,33 @@ export class Daemon {
 
   private rescan(): void {
     if (this.stopping) return;
+    this.checkLayout();
     this.scanner.scanAll();
     this.refreshSettings();
     this.readControl();
     this.pump();
+  }
+
+  /**
+   * The spool removed and made again (its .pmjq gone with it, or replaced):
+   * make our places again and append history to the new file. A spool out
+   * of reach (renamed away, unmounted) is waited for, never recreated.
+   */
+  private checkLayout(): void {
+    let ino: number;
+    try {
+      ino = fs.statSync(this.layout.state).ino;
+    } catch (err) {
+      if (!isErrno(err, 'ENOENT') || !fs.existsSync(this.layout.spool)) return;
+      ino = -1;
+    }
+    if (ino === this.stateIno) return;
+    if (this.stateIno !== undefined) {
+      this.log.warn('spool-recreated', { spool: this.layout.spool, note: 'its state directory .pmjq was removed or replaced: made again where missing' });
+      try { this.layout.create(this.node); ino = fs.statSync(this.layout.state).ino; } catch (err) { this.log.error('spool-recreate-failed', { error: errText(err) }); return; }
+      this.finisher.close();
+    }
+    this.stateIno = ino;
   }
 
   /** pmjqctl's pause flags and kill requests. */
@@ -641,7 +667,7 @@ export class Daemon {
     try {
       record = this.finisher.finish(job, outcome);
     } catch (err) {
-      if (!fs.existsSync(job.dir)) {
+      if (this.lostToRecovery(job)) {
         // we were taken for dead (fenced too late?) and another node requeued it
         this.log.error('job-lost-to-recovery', { id: job.id, name: job.meta.name, error: 'its claimed directory was taken over by another node; that node requeued it' });
         return;
@@ -663,6 +689,11 @@ export class Daemon {
     });
   }
 
+  /** Its claimed directory is gone while the claimed areas are in reach: another node took it over (out of reach is not gone). */
+  private lostToRecovery(job: ClaimedJob): boolean {
+    return !fs.existsSync(job.dir) && fs.existsSync(this.layout.claimedRoot);
+  }
+
   private keepUnfinished(job: ClaimedJob, outcome: Outcome): void {
     this.unfinished.push({ job, outcome });
     this.unfinishedTimer ??= setInterval(() => this.retryUnfinished(), this.opts.pollMs);
@@ -671,7 +702,7 @@ export class Daemon {
   private retryUnfinished(): void {
     const pending = this.unfinished.splice(0);
     for (const p of pending) {
-      if (!fs.existsSync(p.job.dir)) {
+      if (this.lostToRecovery(p.job)) {
         this.log.error('job-lost-to-recovery', { id: p.job.id, name: p.job.meta.name, error: 'its claimed directory was taken over by another node' });
         continue;
       }
