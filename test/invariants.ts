@@ -208,7 +208,8 @@ export class Ledger {
         records.set(place, [...(records.get(place) ?? []), r]);
         if (r.parent !== null && r.parent !== undefined) continue; // a sub-job's record
         put(key(String(r.group), nameOf(r)), place);
-        if (typeof r.archive === 'string' && !fs.existsSync(r.archive)) problems.push(`${place}: record ${String(r.id)} names ${r.archive}, which does not exist`);
+        // (the path is exact only for UTF-8 names: others are shown lossily, their bytes in name_b64)
+        if (typeof r.archive === 'string' && r.name_b64 === undefined && !fs.existsSync(r.archive)) problems.push(`${place}: record ${String(r.id)} names ${r.archive}, which does not exist`);
       }
     };
     const errorsApart = this.opts.errors !== undefined && this.opts.errors !== this.opts.archive;

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { ClaimedJob } from '../spool/claim.js';
 import { endedOutcome, type Finisher, type Outcome } from '../spool/finish.js';
-import { hostName, parseNodeId, type Layout } from '../spool/layout.js';
+import { META_FILE, hostName, parseNodeId, type Layout } from '../spool/layout.js';
 import { readMeta, type JobMeta } from '../spool/meta.js';
 import { errText, isErrno, removeTree } from '../util/fsx.js';
 import type { Logger } from '../util/log.js';
@@ -70,7 +70,16 @@ export function recoverNode(
   for (const id of fs.readdirSync(taken)) {
     const dir = path.join(taken, id);
     try {
-      const meta = readMeta(dir);
+      let meta: JobMeta;
+      try {
+        meta = readMeta(dir);
+      } catch (err) {
+        // a claim cut short before its rename (the metadata is written
+        // first, the job file moved in last): the job is still queued where
+        // it was, and this directory holds nothing else
+        if (fs.readdirSync(dir).every((f) => f === META_FILE)) { removeTree(dir); continue; }
+        throw err;
+      }
       if (meta.script !== undefined) {
         // a sub-job lives in memory: its parent is requeued and enqueues it again
         const now = new Date();
@@ -86,6 +95,9 @@ export function recoverNode(
         continue;
       }
       const job: ClaimedJob = { id: meta.id, dir, file, meta };
+      // died between linking the job file into the archive and unlinking it
+      // here: that half entry goes, the job runs again below
+      if (!meta.ended && fs.statSync(file).nlink > 1) finisher.dropHalfArchived(job);
       if (meta.ended) {
         // it ran to its end and only its archive step failed: archive it with
         // that outcome, never run it again

@@ -100,6 +100,31 @@ export class Finisher {
   }
 
   /**
+   * A node died between linking `job`'s file into the archive (or errors)
+   * directory and unlinking it from its claimed directory: remove that other
+   * link, found by inode among the entries named after the job, so that the
+   * archive holds no file without its record.
+   */
+  dropHalfArchived(job: ClaimedJob): void {
+    const st = fs.statSync(job.file);
+    const name = nameBytes(job.meta);
+    for (const dest of new Set([this.opts.archive, this.opts.errors].filter((d): d is string => d !== undefined))) {
+      let list: Buffer[];
+      try { list = fs.readdirSync(dest, { encoding: 'buffer' }); } catch { continue; }
+      for (const e of list) {
+        const dash = e.indexOf(0x2d); // TIMESTAMP-NAME: the stamp has no '-'
+        const tail = e.subarray(dash + 1);
+        if (dash < 0 || tail.length === 0 || !name.subarray(0, tail.length).equals(tail)) continue;
+        const p = names.join(dest, e);
+        try {
+          const o = fs.lstatSync(p);
+          if (o.ino === st.ino && o.dev === st.dev) fs.unlinkSync(p);
+        } catch { /* gone */ }
+      }
+    }
+  }
+
+  /**
    * Note in the claimed directory how a job ended whose archive step failed,
    * so that a node recovering it archives it rather than running it again.
    */
