@@ -107,7 +107,8 @@ export class JobProcess {
     child.on('error', () => { /* reported through 'exit' */ });
     this.channel = new CommandChannel(child.stdio[3] as Readable, child.stdio[4] as Writable, s.handler, s.log, s.id);
     if (s.onLine) for (const out of [child.stdout!, child.stderr!]) splitLines(out, s.onLine);
-    if (s.timeoutMs) this.timeout = setTimeout(() => this.kill('timeout'), s.timeoutMs);
+    // Node fires a timer of more than 2^31−1 ms (24.8 days) after 1 ms: longer timeouts wait that long
+    if (s.timeoutMs) this.timeout = setTimeout(() => this.kill('timeout'), Math.min(s.timeoutMs, MAX_TIMER_MS));
     child.once('exit', (code, signal) => this.onExit(code, signal));
     return { ok: true };
   }
@@ -161,6 +162,7 @@ export class JobProcess {
 }
 
 const MAX_OUTPUT_LINE = 64 * 1024;
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** Lines of a stream, never holding more than one (bounded) line in memory. */
 function splitLines(stream: Readable, onLine: (line: string) => void): void {

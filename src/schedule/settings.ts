@@ -110,7 +110,9 @@ export function readSettingsFile(file: string, previous: string | undefined): { 
     st = fs.statSync(file);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return previous === 'absent' ? undefined : { stamp: 'absent', settings: null };
-    throw new SettingsError(null, `cannot read: ${(err as NodeJS.ErrnoException).code}`);
+    // stamped with the error, so that the same failure is reported once, not on every rescan
+    const code = (err as NodeJS.ErrnoException).code;
+    throw Object.assign(new SettingsError(null, `cannot read: ${code}`), { stamp: `error:${code}` });
   }
   const stamp = `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
   if (stamp === previous) return undefined;
