@@ -30,36 +30,91 @@ export function historyFiles(layout: Layout): string[] {
   return [...old, ...cur].map((f) => path.join(layout.history, f));
 }
 
-/** Read every history record, keeping the latest per id; `filter` (by id) avoids parsing lines that cannot match. */
+/**
+ * Records of one history file, parsed once per process: the file is only
+ * ever appended to (and renamed to .jsonl.1 when it rotates, keeping its
+ * inode), so a process that reads the history again (status --watch, the
+ * HTTP server) reads only what was appended since, keyed by device and
+ * inode. Lines are decoded one by one from the bytes (cheaper than one huge
+ * string); a last line without its newline (being written right now) is
+ * left for the next read.
+ */
+interface FileRecords {
+  /** bytes consumed: up to the last complete line */
+  size: number;
+  records: JobRecord[];
+  unreadable: number;
+}
+
+const fileCache = new Map<string, FileRecords>();
+
+function parseLine(buf: Buffer, start: number, end: number, into: FileRecords): void {
+  if (end <= start) return;
+  let rec: JobRecord;
+  try {
+    rec = JSON.parse(buf.toString('utf8', start, end)) as JobRecord;
+  } catch {
+    into.unreadable++;
+    return;
+  }
+  if (typeof rec !== 'object' || rec === null || typeof rec.id !== 'string' || typeof rec.finished !== 'string') { into.unreadable++; return; }
+  into.records.push(rec);
+}
+
+function fileRecords(file: string, seen: Set<string>): FileRecords | null {
+  let fd: number;
+  try { fd = fs.openSync(file, 'r'); } catch { return null; }
+  try {
+    const st = fs.fstatSync(fd);
+    const key = `${st.dev}:${st.ino}`;
+    seen.add(key);
+    let c = fileCache.get(key);
+    if (c === undefined || st.size < c.size) c = { size: 0, records: [], unreadable: 0 };
+    fileCache.set(key, c);
+    if (st.size > c.size) {
+      // what was appended since the last read, in one piece (a history file rotates at 64 MiB)
+      const buf = Buffer.allocUnsafe(st.size - c.size);
+      let got = 0;
+      while (got < buf.length) {
+        const n = fs.readSync(fd, buf, got, buf.length - got, c.size + got);
+        if (n <= 0) break;
+        got += n;
+      }
+      let start = 0;
+      for (let nl = buf.indexOf(0x0a); nl >= 0 && nl < got; nl = buf.indexOf(0x0a, start)) {
+        parseLine(buf, start, nl, c);
+        start = nl + 1;
+      }
+      c.size += start;
+    }
+    return c;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Read every history record, keeping the latest per id. */
 export function readHistory(layout: Layout, onlyId?: string): History {
+  if (onlyId !== undefined) {
+    const recs = recordsOf(layout, onlyId);
+    return { latest: new Map(recs.length ? [[onlyId, recs[recs.length - 1]!]] : []), done: recs.filter((r) => r.status === 'done'), unreadable: 0 };
+  }
   const latest = new Map<string, JobRecord>();
   const done: JobRecord[] = [];
   let unreadable = 0;
-  const needle = onlyId !== undefined ? JSON.stringify(onlyId) : null;
+  const seen = new Set<string>();
   for (const file of historyFiles(layout)) {
-    let text: string;
-    try { text = fs.readFileSync(file, 'utf8'); } catch { continue; }
-    let start = 0;
-    while (start < text.length) {
-      let end = text.indexOf('\n', start);
-      if (end < 0) end = text.length;
-      const line = text.slice(start, end);
-      start = end + 1;
-      if (line === '' || (needle !== null && !line.includes(needle))) continue;
-      let rec: JobRecord;
-      try {
-        rec = JSON.parse(line) as JobRecord;
-      } catch {
-        unreadable++;
-        continue;
-      }
-      if (typeof rec !== 'object' || rec === null || typeof rec.id !== 'string' || typeof rec.finished !== 'string') { unreadable++; continue; }
-      if (onlyId !== undefined && rec.id !== onlyId) continue;
+    const c = fileRecords(file, seen);
+    if (!c) continue;
+    unreadable += c.unreadable;
+    for (const rec of c.records) {
       const prev = latest.get(rec.id);
       if (prev === undefined || later(rec, prev)) latest.set(rec.id, rec);
       if (rec.status === 'done') done.push(rec);
     }
   }
+  // files gone (rotated away twice, removed) are forgotten
+  for (const key of fileCache.keys()) if (!seen.has(key)) fileCache.delete(key);
   done.sort((a, b) => (a.finished < b.finished ? -1 : a.finished > b.finished ? 1 : 0));
   return { latest, done, unreadable };
 }
@@ -95,17 +150,21 @@ export function medianDuration(done: JobRecord[], group: string | null, n = 20):
   return out.length % 2 ? out[mid]! : (out[mid - 1]! + out[mid]!) / 2;
 }
 
-/** Every record of one job, oldest first (one per attempt that ended). */
+/** Every record of one job, oldest first (one per attempt that ended): only lines holding the id are parsed. */
 export function recordsOf(layout: Layout, id: string): JobRecord[] {
-  const needle = JSON.stringify(id);
+  const needle = Buffer.from(JSON.stringify(id));
   const out: JobRecord[] = [];
   for (const file of historyFiles(layout)) {
-    let text: string;
-    try { text = fs.readFileSync(file, 'utf8'); } catch { continue; }
-    for (const line of text.split('\n')) {
-      if (!line.includes(needle)) continue;
+    let buf: Buffer;
+    try { buf = fs.readFileSync(file); } catch { continue; }
+    let from = 0;
+    for (let at = buf.indexOf(needle, from); at >= 0; at = buf.indexOf(needle, from)) {
+      const start = buf.lastIndexOf(0x0a, at) + 1;
+      let end = buf.indexOf(0x0a, at);
+      if (end < 0) end = buf.length;
+      from = end + 1;
       try {
-        const rec = JSON.parse(line) as JobRecord;
+        const rec = JSON.parse(buf.toString('utf8', start, end)) as JobRecord;
         if (rec.id === id) out.push(rec);
       } catch { /* a line being written */ }
     }

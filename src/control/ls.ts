@@ -77,10 +77,15 @@ interface Queued {
   info?: string | null;
 }
 
-/** A row in the making: other states have their row at once, queued jobs only when printed. */
+/**
+ * A row in the making: running, retrying and rejected jobs have their row at
+ * once; failed and done jobs (the whole history) only when it is needed
+ * (printed, grep'ed, sorted), from their record; queued jobs only when printed.
+ */
 interface Pending {
   state: JobState;
   row: JobRow | null;
+  rec?: JobRecord;
   q: Queued | null;
   /** default order within a state */
   order: number;
@@ -265,7 +270,7 @@ function collect(s: SpoolState, want: Set<JobState>, groups: Set<string> | null)
     if (!want.has(state)) continue;
     for (const r of list) {
       if (!inGroup(r.group)) continue;
-      out.push({ state, row: fromRecord(state, r, now), q: null, order: -(ms(r.finished) ?? 0) });
+      out.push({ state, row: null, rec: r, q: null, order: -(ms(r.finished) ?? 0) });
     }
     section();
   }
@@ -322,6 +327,7 @@ function matches(r: JobRow, re: RegExp): boolean {
 /** The display name of a row in the making. */
 function nameOfPending(p: Pending): string {
   if (p.row) return p.row.name;
+  if (p.rec) return p.rec.name;
   const q = p.q!;
   return (q.name ??= keyDisplay(q.key).name);
 }
@@ -357,8 +363,14 @@ function queuedRow(s: SpoolState, q: Queued): JobRow {
   };
 }
 
+/** The row of a failed or done job, made from its record when first needed. */
+function recRow(s: SpoolState, p: Pending): JobRow | null {
+  if (p.row === null && p.rec) p.row = fromRecord(p.state, p.rec, s.now);
+  return p.row;
+}
+
 function sortValue(s: SpoolState, key: SortKey, p: Pending): string | number | null {
-  const r = p.row;
+  const r = recRow(s, p);
   const q = p.q;
   switch (key) {
     case 'state': return STATE_RANK[p.state];
@@ -380,7 +392,7 @@ export function listJobs(s: SpoolState, o: LsOptions = {}): LsResult {
   const c = collect(s, want, groups);
   const limit = o.limit ?? 0;
   const done = (total: number, shown: Pending[]): LsResult =>
-    ({ spool: s.layout.spool, time: new Date(s.now).toISOString(), total, jobs: shown.map((p) => p.row ?? queuedRow(s, p.q!)) });
+    ({ spool: s.layout.spool, time: new Date(s.now).toISOString(), total, jobs: shown.map((p) => recRow(s, p) ?? queuedRow(s, p.q!)) });
   // the common case, fast: default order, a limit, no filter
   if (!o.grep && o.sort === undefined && !o.reverse && limit > 0) {
     const h = head(c, limit);
@@ -392,10 +404,10 @@ export function listJobs(s: SpoolState, o: LsOptions = {}): LsResult {
     const at = new Map<QueuedBlock, number>();
     let next = 0;
     for (const b of c.blocks) {
-      for (; next < b.at; next++) if (matches(c.rows[next]!.row!, re)) kept.push(c.rows[next]!);
+      for (; next < b.at; next++) if (matches(recRow(s, c.rows[next]!)!, re)) kept.push(c.rows[next]!);
       at.set(b, kept.length);
     }
-    for (; next < c.rows.length; next++) if (matches(c.rows[next]!.row!, re)) kept.push(c.rows[next]!);
+    for (; next < c.rows.length; next++) if (matches(recRow(s, c.rows[next]!)!, re)) kept.push(c.rows[next]!);
     c.blocks = c.blocks.map((b) => ({ ...grepBlock(b, re), at: at.get(b)! }));
     c.rows = kept;
     if (o.sort === undefined && !o.reverse && limit > 0) {
