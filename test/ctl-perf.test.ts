@@ -35,8 +35,8 @@ t.test(`status and ls with ${N} queued jobs`, async (t) => {
   t.comment(`created ${N + 3} empty executable files in ${Date.now() - t0} ms`);
 
   const best = (args: string[]): { wall: number; cpu: number; stdout: string } => {
-    // the best of three: the machine is shared with other tests
-    const runs = [timed(args), timed(args), timed(args)];
+    // the better of two: the machine is shared with other tests
+    const runs = [timed(args), timed(args)];
     return runs.reduce((a, b) => (b.cpu < a.cpu ? b : a));
   };
   const cases: [string, string[], (out: string) => boolean][] = [
@@ -44,7 +44,6 @@ t.test(`status and ls with ${N} queued jobs`, async (t) => {
     ['status --json', ['status', spool, '--json'], (o) => (JSON.parse(o) as { totals: { queued: number } }).totals.queued === N + 3],
     ['ls', ['ls', spool], (o) => o.split('\n').length === 103 && o.includes('… 99903 more (of 100003;')],
     ['ls --json', ['ls', spool, '--json'], (o) => (JSON.parse(o) as { total: number; jobs: unknown[] }).total === N + 3],
-    ['ls --state queued --group small', ['ls', spool, '--state', 'queued', '--group', 'small'], (o) => o.split('\n').length === 5],
     ['ls --grep', ['ls', spool, '--grep', '^job-9999[0-9]$'], (o) => o.split('\n').length === 12],
     ['ls --sort eta --reverse', ['ls', spool, '--sort', 'eta', '--reverse', '--limit', '10'], (o) => o.split('\n').length === 13],
   ];
