@@ -170,6 +170,7 @@ export class Daemon {
     this.heartbeat = new Heartbeat(this.layout, this.node, VERSION, new Date(), () => ({
       groups: o.groups ?? null, running: this.running.size, queued: this.groups.queued(),
       state: this.stopping ? 'stopping' : this.fenced ? 'fenced' : this.running.size > 0 ? 'processing' : 'idle',
+      jobs: o.jobs, lease_ms: o.leaseMs, holds: this.holds.list(),
     }), Math.min(5000, o.leaseMs / 4));
     this.heartbeat.start((fsNow) => this.beaten(fsNow), (err) => this.beatFailed(err));
     this.recoverDeadLocalNodes();
@@ -276,7 +277,13 @@ export class Daemon {
 
   /** pmjqctl's pause flags and kill requests. */
   private readControl(): void {
+    const before = this.control;
     this.control = readControl(this.layout);
+    const was = (g: string): boolean => (g === '*' ? before.pauseAll : before.paused.has(g));
+    const now = (g: string): boolean => (g === '*' ? this.control.pauseAll : this.control.paused.has(g));
+    for (const g of new Set(['*', ...before.paused, ...this.control.paused])) {
+      if (was(g) !== now(g)) this.log.info(now(g) ? 'paused' : 'resumed', { groups: g === '*' ? 'all' : g, by: 'pmjqctl' });
+    }
     for (const id of this.control.kills) {
       const r = this.running.get(id);
       const b = this.busy.get(id);

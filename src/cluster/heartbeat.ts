@@ -18,6 +18,11 @@ export interface NodeState {
   queued: number;
   load: number;
   state: 'idle' | 'processing' | 'stopping' | 'fenced';
+  /** -j of this node (0 = no limit), for ETAs */
+  jobs: number;
+  lease_ms: number;
+  /** the barriers holding jobs back now, e.g. "node: load 2.10 >= 2" (null: none) */
+  holds: string[] | null;
 }
 
 export class Heartbeat {

@@ -138,6 +138,11 @@ export class Holds {
     this.log.info('barrier-release', { barrier: what, was });
   }
 
+  /** every active hold, or null */
+  list(): string[] | null {
+    return this.active.size === 0 ? null : [...this.active].map(([what, reason]) => `${what}: ${reason}`);
+  }
+
   /** the first active hold, or null */
   reason(): string | null {
     for (const [what, reason] of this.active) return `${what}: ${reason}`;
