@@ -36,7 +36,7 @@ export class Heartbeat {
     private readonly node: string,
     private readonly version: string,
     private readonly started: Date,
-    private readonly snapshot: () => Pick<NodeState, 'groups' | 'running' | 'queued' | 'state'>,
+    private readonly snapshot: () => Pick<NodeState, 'groups' | 'running' | 'queued' | 'state' | 'jobs' | 'lease_ms' | 'holds'>,
     private readonly everyMs = 5000,
   ) {}
 

@@ -80,7 +80,7 @@ export async function runManual(layout: Layout, o: RunOptions): Promise<RunResul
   layout.create(node);
   let job: ClaimedJob | null = null;
   const heartbeat = new Heartbeat(layout, node, VERSION, new Date(), () => ({
-    groups: [], running: job ? 1 : 0, queued: 0, state: 'processing',
+    groups: [], running: job ? 1 : 0, queued: 0, state: 'processing', jobs: 1, lease_ms: 60_000, holds: null,
   }));
   heartbeat.start(() => {}, (err) => log.warn('heartbeat-failed', { node, error: errText(err) }));
   const finisher = new Finisher(layout, node, { archive: o.archive, errors: o.errors, keep: Infinity, keepAgeMs: Infinity });
