@@ -58,6 +58,8 @@ t.test(`fuzz: ${JOBS} jobs writing random commands and bytes to fd 3`, async (t)
     // a repeat of an existing script would outlive the test: its scripts never exist
     if (cmd === 'repeat') return Buffer.from(`repeat ${rnd.pick(['-i 1s', '-c "* * * * *"', '-i', '-c', '-i 0s', '-i -5s'])} -- /nonexistent/${rnd.int(0, 9)}\n`, 'latin1');
     if (cmd === 'enqueue' && rnd.next() < 0.3) cmd = `enqueue -F -- ${harmless}`;
+    // a wait without -t legitimately waits for ever (the job blocks on its own request): bounded here
+    if (['waitjobs', 'wait', 'killjobs', 'waitrecv', 'recvmsg'].includes(cmd)) cmd += ` -t ${rnd.pick(['0', '0.1', '0.3'])}`;
     return Buffer.from(`${cmd} ${words.join(' ')}\n`, 'latin1');
   };
 
