@@ -222,7 +222,7 @@ export class Ledger {
       const all = new Set(list(dir).map((b) => b.toString('latin1')));
       for (const f of all) {
         if (f.startsWith('.')) continue; // not pmjq's: archive entries start with a timestamp
-        if (f.endsWith('.json') && readRec(path.join(dir, f)) !== null) continue;
+        if (f.endsWith('.json') && readRec(Buffer.concat([Buffer.from(dir + '/'), Buffer.from(f, 'latin1')])) !== null) continue;
         const base = f.endsWith('.log') && !all.has(`${f}.json`) ? f.slice(0, -4) : f;
         if (!all.has(`${base}.json`)) problems.push(`${dir}: ${JSON.stringify(f)} has no record beside it`);
       }
