@@ -65,16 +65,16 @@ Measures DESIGN §13 and prints: figure, measured, target, ratio/verdict.
   --quick               small sizes, few repetitions: the whole run in under a minute
   --only 1,3            run only these figures (1 throughput, 2 latency, 3 backlog,
                         4 idle, 5 heavy output, 6 protocol, 7 cluster)
-  --jobs N              figure 1: trivial jobs per run (default 2000; quick 150)
+  --jobs N              figure 1: trivial jobs per run (default 2000; quick 60)
   --reps N              repetitions of each side of a comparison (default 3; quick 2)
-  --latency-jobs N      figure 2: jobs dropped one at a time per watch mode (300; quick 40)
+  --latency-jobs N      figure 2: jobs dropped one at a time per watch mode (300; quick 20)
   --latency-poll MS     figure 2: --poll of the poll-mode daemon (default 100)
-  --backlog N           figure 3: the large backlog (100000; quick 5000)
-  --backlog-small N     figure 3: the small backlog (1000; quick 150)
-  --backlog-count N     figure 3: completions counted (2000; quick 150)
-  --idle-seconds S      figure 4: measuring window (30; quick 5)
+  --backlog N           figure 3: the large backlog (100000; quick 2000)
+  --backlog-small N     figure 3: the small backlog (1000; quick 60)
+  --backlog-count N     figure 3: completions counted (2000; quick 60)
+  --idle-seconds S      figure 4: measuring window (30; quick 3)
   --heavy-jobs N        figure 5: jobs (20; quick 4)
-  --heavy-mb MB         figure 5: MB each job writes to stdout (50; quick 10)
+  --heavy-mb MB         figure 5: MB each job writes to stdout (50; quick 8)
   --heavy-j N           figure 5: pmjq -j (default: all jobs at once)
   --json FILE           raw results (default bench/results/latest.json)
   --cpu-prof DIR        run every daemon under node --cpu-prof, profiles into DIR
@@ -94,17 +94,17 @@ function intOpt(name, full, quick) {
 }
 const O = {
   quick: Q,
-  jobs: intOpt('jobs', 2000, 150),
+  jobs: intOpt('jobs', 2000, 60),
   reps: intOpt('reps', 3, 2),
-  latencyJobs: intOpt('latency-jobs', 300, 40),
+  latencyJobs: intOpt('latency-jobs', 300, 20),
   latencyPollMs: intOpt('latency-poll', 100, 100),
-  backlog: intOpt('backlog', 100_000, 5000),
-  backlogSmall: intOpt('backlog-small', 1000, 150),
-  backlogCount: intOpt('backlog-count', 2000, 150),
+  backlog: intOpt('backlog', 100_000, 2000),
+  backlogSmall: intOpt('backlog-small', 1000, 60),
+  backlogCount: intOpt('backlog-count', 2000, 60),
   backlogReps: intOpt('reps', 2, 1),
-  idleSeconds: intOpt('idle-seconds', 30, 5),
+  idleSeconds: intOpt('idle-seconds', 30, 3),
   heavyJobs: intOpt('heavy-jobs', 20, 4),
-  heavyMb: intOpt('heavy-mb', 50, 10),
+  heavyMb: intOpt('heavy-mb', 50, 8),
   heavyReps: intOpt('reps', 3, 1),
   json: path.resolve(argv.json ?? path.join(ROOT, 'bench/results/latest.json')),
   cpuProf: argv['cpu-prof'] ? path.resolve(argv['cpu-prof']) : null,
