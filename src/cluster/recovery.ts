@@ -95,9 +95,10 @@ export function recoverNode(
         continue;
       }
       const job: ClaimedJob = { id: meta.id, dir, file, meta };
-      // died between linking the job file into the archive and unlinking it
-      // here: that half entry goes, the job runs again below
-      if (!meta.ended && fs.statSync(file).nlink > 1) finisher.dropHalfArchived(job);
+      // died while archiving it (the job file is linked into the archive
+      // until its log and record are there too): that half entry goes, and
+      // the job is archived again below (outcome known) or runs again
+      if (fs.statSync(file).nlink > 1) finisher.dropHalfArchived(job);
       if (meta.ended) {
         // it ran to its end and only its archive step failed: archive it with
         // that outcome, never run it again

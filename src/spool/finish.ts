@@ -11,7 +11,7 @@ import { LOG_FILE, META_FILE, REJECT_FILE, groupOf, hostName, stamp, type Layout
 import { nameBytes, nameFields, type JobMeta } from './meta.js';
 import * as names from './names.js';
 import type { JobRecord, JobStatus } from './record.js';
-import { isErrno, moveNoReplace, removeTree, writeFileAtomic } from '../util/fsx.js';
+import { isErrno, linkNoReplace, moveNoReplace, removeTree, writeFileAtomic } from '../util/fsx.js';
 
 const NAME_MAX = 255;
 const HISTORY_ROTATE_BYTES = 64 * 1024 * 1024;
@@ -73,6 +73,7 @@ export class Finisher {
         writeNew(jsonDst, JSON.stringify(record, null, 2) + '\n');
         wroteJson = jsonDst;
         this.appendHistory(record);
+        if (base !== null) fs.unlinkSync(job.file);
       } catch (err) {
         // Half an entry (the job file without its log or record: a full
         // disk; no history line: the spool out of reach) is undone, so
@@ -81,7 +82,7 @@ export class Finisher {
         // job removed itself.
         if (wroteJson !== null) try { fs.unlinkSync(wroteJson); } catch { /* gone */ }
         if (movedLog !== null) try { moveNoReplace(movedLog, logSrc); } catch { /* left where the record would name it */ }
-        if (base !== null) try { moveNoReplace(base, job.file); } catch { /* left in the archive */ }
+        if (base !== null && exists(job.file)) try { fs.unlinkSync(base); } catch { /* gone */ }
         throw err;
       }
     } else {
@@ -118,7 +119,16 @@ export class Finisher {
         const p = names.join(dest, e);
         try {
           const o = fs.lstatSync(p);
-          if (o.ino === st.ino && o.dev === st.dev) fs.unlinkSync(p);
+          if (o.ino !== st.ino || o.dev !== st.dev) continue;
+          // the log and record that may already stand beside it go too: the
+          // log back to the claimed directory, the record away
+          const log = Buffer.concat([p, Buffer.from('.log')]);
+          const claimedLog = path.join(job.dir, LOG_FILE);
+          if (exists(log)) {
+            if (exists(claimedLog)) fs.unlinkSync(log); else moveNoReplace(log, claimedLog);
+          }
+          try { fs.unlinkSync(Buffer.concat([p, Buffer.from('.json')])); } catch { /* not written yet */ }
+          fs.unlinkSync(p);
         } catch { /* gone */ }
       }
     }
@@ -220,7 +230,10 @@ export class Finisher {
       // an entry is the file with its .log and .json: another job's "NAME.log" must not be taken for our log
       if (!sidesFree(base)) continue;
       try {
-        if (moveNoReplace(job.file, base)) return base;
+        // linked, not moved: the job file leaves its claimed directory only
+        // once its log and record are beside it in the archive (finish), so
+        // a node dying in between leaves a job that recovery can undo and rerun
+        if (linkNoReplace(job.file, base)) return base;
       } catch (err) {
         if (isErrno(err, 'ENOENT') && !exists(job.file)) return null;
         throw err;

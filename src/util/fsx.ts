@@ -18,6 +18,16 @@ export type PathLike = string | Buffer;
  * copied with COPYFILE_EXCL and the source removed after the copy is complete.
  */
 export function moveNoReplace(src: PathLike, dst: PathLike): boolean {
+  if (!linkNoReplace(src, dst)) return false;
+  fs.unlinkSync(src);
+  return true;
+}
+
+/**
+ * Make `dst` the same file as `src` (a hard link; a complete copy where links
+ * are impossible) unless `dst` exists: false on EEXIST. `src` stays.
+ */
+export function linkNoReplace(src: PathLike, dst: PathLike): boolean {
   try {
     fs.linkSync(src, dst);
   } catch (err) {
@@ -35,7 +45,6 @@ export function moveNoReplace(src: PathLike, dst: PathLike): boolean {
     const st = fs.statSync(src);
     try { fs.chmodSync(dst, st.mode & 0o7777); } catch { /* best effort */ }
   }
-  fs.unlinkSync(src);
   return true;
 }
 
