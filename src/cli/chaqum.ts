@@ -10,27 +10,18 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { Daemon } from '../daemon.js';
 import { Logger } from '../util/log.js';
-import { VERSION } from '../version.js';
-import { EXIT_FAILED, UsageError, usageExit } from './common.js';
+import { EXIT_FAILED, UsageError, usageExit, unixManners } from './common.js';
 
 const PROG = 'chaqum';
 
-const parser = yargs(hideBin(process.argv))
+const parser = unixManners(yargs(hideBin(process.argv))
   .scriptName(PROG)
   .usage('Usage: chaqum [-e ENTRY] [-l console|syslog] [-v] DIR [ARG...]\n\nRun the job tree DIR: start DIR/ENTRY with the ARGs as the first job, then\nrun until no job runs and no repeat is registered, or until SIGINT, SIGTERM\nor SIGHUP. Jobs use the fd 3/4 protocol of pmjq(5) (see pmjq-protocol(7)).')
   .option('entry', { alias: 'e', type: 'string', default: 'entry', describe: 'the first job, relative to DIR', requiresArg: true })
   .option('log', { alias: 'l', choices: ['console', 'syslog'], default: 'console', describe: 'where the manager and the jobs log' })
   .option('verbose', { alias: 'v', type: 'count', describe: 'log more (debug lines of jobs too)' })
   .option('log-format', { choices: ['text', 'json'], default: 'text', describe: 'log lines as key=value text or JSON' })
-  .parserConfiguration({ 'halt-at-non-option': true })
-  .version(VERSION)
-  .alias('version', 'V')
-  .help()
-  .alias('help', 'h')
-  .strict()
-  .wrap(Math.min(100, process.stdout.columns || 80))
-  .epilog('Exit status: 0 when every job succeeded, 1 when one failed, 2 on a usage error.')
-  .fail((msg, err) => usageExit(PROG, msg || err?.message || 'invalid arguments'));
+  .parserConfiguration({ 'halt-at-non-option': true }), PROG, 'Exit status: 0 when every job succeeded, 1 when one failed, 2 on a usage error.');
 
 async function main(): Promise<void> {
   const a = await parser.parse();

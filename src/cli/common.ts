@@ -2,7 +2,9 @@
 // checks of the values operators type.
 
 import fs from 'node:fs';
+import type { Argv } from 'yargs';
 import { parseDuration } from '../util/duration.js';
+import { VERSION } from '../version.js';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILED = 1;
@@ -57,4 +59,20 @@ export function writableDir(what: string, p: string): void {
     throw new UsageError(`${what} '${p}' cannot be created (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
   }
   existingDir(what, p);
+}
+
+/**
+ * The manners every front-end shares: -V/--version, -h/--help, unknown
+ * options refused, usage errors on one line with exit status 2.
+ */
+export function unixManners<T>(y: Argv<T>, prog: string, epilog: string): Argv<T> {
+  return y
+    .version(VERSION)
+    .alias('version', 'V')
+    .help()
+    .alias('help', 'h')
+    .strict()
+    .wrap(Math.min(100, process.stdout.columns || 80))
+    .epilog(epilog)
+    .fail((msg, err) => usageExit(prog, msg || err?.message || 'invalid arguments'));
 }

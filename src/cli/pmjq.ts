@@ -12,13 +12,12 @@ import { normaliseCpu } from '../schedule/barrier.js';
 import type { GroupSettings } from '../schedule/groups.js';
 import { parseGroupFlag } from '../schedule/settings.js';
 import { Logger } from '../util/log.js';
-import { VERSION } from '../version.js';
 import { LIBS } from '../run/libs.js';
-import { EXIT_FAILED, UsageError, duration, existingDir, number, usageExit, writableDir } from './common.js';
+import { EXIT_FAILED, UsageError, duration, existingDir, number, usageExit, writableDir, unixManners } from './common.js';
 
 const PROG = 'pmjq';
 
-const parser = yargs(hideBin(process.argv))
+const parser = unixManners(yargs(hideBin(process.argv))
   .scriptName(PROG)
   .usage('Usage: pmjq [options] SPOOL\n\nWatch the directory SPOOL and run the executable files dropped into it,\none process each, under a load barrier; archive each when it ends.\nSee pmjq(1) and pmjq(5).')
   .command('$0 [spool]', false)
@@ -52,15 +51,7 @@ const parser = yargs(hideBin(process.argv))
   .option('keep-age', { type: 'string', default: '7d', describe: 'without -o: and none older than DURATION', requiresArg: true })
   .option('log-format', { choices: ['text', 'json'], default: 'text', describe: 'daemon log lines on stderr' })
   .option('verbose', { alias: 'v', type: 'count', describe: 'log more (debug)' })
-  .option('quiet', { alias: 'q', type: 'count', describe: 'log less (-q: warnings, -qq: errors)' })
-  .version(VERSION)
-  .alias('version', 'V')
-  .help()
-  .alias('help', 'h')
-  .strict()
-  .wrap(Math.min(100, process.stdout.columns || 80))
-  .epilog('DURATION: 30, 30s, 250ms, 5m, 1h30m. Exit status: 0 ok, 1 a job failed (--once), 2 usage error.')
-  .fail((msg, err) => usageExit(PROG, msg || err?.message || 'invalid arguments'));
+  .option('quiet', { alias: 'q', type: 'count', describe: 'log less (-q: warnings, -qq: errors)' }), PROG, 'DURATION: 30, 30s, 250ms, 5m, 1h30m. Exit status: 0 ok, 1 a job failed (--once), 2 usage error.');
 
 function options(a: Awaited<ReturnType<typeof parser.parse>>): DaemonOptions {
   if (a.spool === undefined) throw new UsageError('no SPOOL directory given');
