@@ -329,7 +329,7 @@ export class Daemon {
       if (r === undefined) return;
       g.settingsStamp = r.stamp;
       g.fileSettings = r.settings ?? {};
-      if (r.settings !== null) this.log.info('settings', { group: g.name, file, ...g.effective() });
+      if (r.settings !== null) this.log.info('settings', { group: g.name, file, ...g.settings });
     } catch (err) {
       const stamp = (err as { stamp?: string }).stamp;
       if (stamp !== undefined && stamp === g.settingsStamp) return;

@@ -38,10 +38,6 @@ export class Group {
     return { ...this.protocolSettings, ...this.fileSettings, ...this.cliSettings };
   }
 
-  effective(): Record<string, number | undefined> {
-    return { ...this.settings };
-  }
-
   /** The oldest candidate still in the spool, dropping ones that left meanwhile. */
   peek(): Candidate | undefined {
     let c = this.queue.peek();
