@@ -16,7 +16,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { BIN, ROOT_ARGS, jobProcesses, waitFor } from './helpers.js';
+import { BIN, ROOT_ARGS, jobProcesses, processesWithEnv, waitFor } from './helpers.js';
 
 interface TestLike {
   teardown(fn: () => unknown): void;
@@ -257,15 +257,7 @@ export function alive(pid: number): boolean {
 
 /** Pids of live processes whose environment has PMJQ_NODE=node: what that node's jobs left running. */
 export function nodeProcesses(node: string): number[] {
-  const marker = Buffer.from(`\0PMJQ_NODE=${node}\0`);
-  const out: number[] = [];
-  for (const entry of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    let env: Buffer;
-    try { env = Buffer.concat([Buffer.from([0]), fs.readFileSync(`/proc/${entry}/environ`)]); } catch { continue; }
-    if (env.indexOf(marker) >= 0) out.push(Number(entry));
-  }
-  return out;
+  return processesWithEnv('PMJQ_NODE', node);
 }
 
 /** Lines of the files in `dir`, split on spaces: [file name, fields…] per line. */

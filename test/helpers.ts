@@ -173,7 +173,12 @@ export function waitLines(p: Proc, re: RegExp, n: number, timeoutMs = 10_000): P
  * never by name, so other tests' processes are never touched.
  */
 export function jobProcesses(spool: string): number[] {
-  const marker = Buffer.from(`\0PMJQ_SPOOL=${spool}\0`);
+  return processesWithEnv('PMJQ_SPOOL', spool);
+}
+
+/** Pids of the live processes whose environment has NAME=VALUE (by environment, never by name). */
+export function processesWithEnv(name: string, value: string): number[] {
+  const marker = Buffer.from(`\0${name}=${value}\0`);
   const out: number[] = [];
   for (const entry of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;

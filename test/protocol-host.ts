@@ -10,6 +10,7 @@ import { pathToFileURL } from 'node:url';
 import { JobProcess, type JobEnd } from '../dist/run/job-process.js';
 import { Protocol, type EnqueueRequest, type Limits, type ProtocolHost } from '../dist/run/protocol.js';
 import { Logger } from '../dist/util/log.js';
+import { waitFor } from './helpers.js';
 
 export const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 export const LIB = path.join(ROOT, 'lib');
@@ -287,15 +288,9 @@ export function readStamps(file: string): { start: bigint; end: bigint | null }[
   return out;
 }
 
-/** Waits until fn() is truthy, polling every 20 ms, bounded. */
-export async function until<T>(what: string, fn: () => T | undefined | null | false, timeoutMs = 20_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+/** Waits until fn() is truthy (test/helpers.ts waitFor), bounded by 20 s by default. */
+export function until<T>(what: string, fn: () => T | undefined | null | false, timeoutMs = 20_000): Promise<T> {
+  return waitFor(what, fn, timeoutMs);
 }
 
 export interface Ctx { dir: string; tree: string; host: TestHost }
