@@ -7,11 +7,15 @@
 // line per job). A job never runs again because its archive step failed,
 // not even across a restart.
 //
-// Needs root (mount); fails, never skips, without it.
+// The archive on another filesystem (EXDEV) with the daemon killed -9 at an
+// exact syscall of its archive step (strace fault injection).
+//
+// Needs root (mount, ptrace) and strace; fails, never skips, without them.
 
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { BIN, IS_ROOT, ROOT_ARGS, readJson, scratch, start, waitFor, waitLines, type Proc } from './helpers.js';
 import { Ledger, eventLines, field, tmpfs } from './invariants.js';
 
@@ -190,3 +194,66 @@ t.test('stopped while the archive is full: the jobs stay claimed; the next pmjq 
   for (const name of ['full-0', 'full-1', 'full-2']) l.add('', name, 'archive');
   l.check(t, true);
 });
+
+/**
+ * Attach strace to a running daemon so that the kernel-level `nth` call of
+ * `syscall` kills it with SIGKILL on entry: a kill -9 at an exact point of the
+ * archive step, with the real binary. Resolves once strace has attached.
+ */
+async function killAtSyscall(t: Test, pid: number, syscall: string, nth: number): Promise<void> {
+  const st = spawn('strace', ['-p', String(pid), '-o', '/dev/null', '-e', `trace=${syscall}`, '-e', `inject=${syscall}:signal=KILL:when=${nth}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+  t.teardown(() => { try { st.kill('SIGKILL'); } catch { /* gone */ } });
+  let err = '';
+  await new Promise<void>((resolve, reject) => {
+    st.stderr.on('data', (d: Buffer) => { err += d.toString(); if (/attached/.test(err)) resolve(); });
+    st.on('error', reject);
+    st.on('exit', (code) => reject(new Error(`strace exited ${code} before attaching: ${err.trim()}`)));
+  });
+}
+
+// The archive on another filesystem than the spool (EXDEV): the job file is
+// copied to a staging name and the entry linked to that copy. A node killed
+// inside that step leaves a half entry that the next pmjq finds by the copy's
+// inode, removes with the copy, and then runs the job again: no orphan copy,
+// no file without its record (a kill9 CI round once left one).
+for (const [what, syscall, nth, leaves] of [
+  ['the entry linked to the staging copy, the log not yet moved', 'link', 3, ['staging copy', 'entry']],
+  ['the log copied beside it, the record not yet written', 'unlink', 2, ['staging copy', 'entry', 'log']],
+] as const) {
+  t.test(`archive on another filesystem, kill -9 with ${what}: the next pmjq undoes the half entry and runs the job once more`, async (t) => {
+    const { dir, spool } = scratch(t);
+    const archive = path.join(dir, 'archive');
+    tmpfs(t, archive, '4m');
+    const work = path.join(dir, 'work');
+    const runs = path.join(work, 'runs');
+    fs.mkdirSync(runs, { recursive: true });
+    const l = new Ledger(t, { spool, archive, work });
+    const args = [...ROOT_ARGS, '-j', '1', '--poll', '100ms', '-o', archive, spool];
+    const p = start(t, BIN.pmjq, args);
+    await p.waitLine(/ event=start /, 30_000);
+    await killAtSyscall(t, p.child.pid!, syscall, nth);
+    l.drop('', 'exdev-job', job(l, runs, 3, 0), 'archive');
+    await waitFor('the daemon killed inside its archive step', () => p.child.exitCode !== null || p.child.signalCode !== null, 30_000);
+    t.equal(await p.exited, 128 + 9, 'the daemon died of SIGKILL inside its archive step');
+    const left = fs.readdirSync(archive);
+    const found = [
+      left.some((f) => f.startsWith('.pmjq-staging.')) ? 'staging copy' : null,
+      left.some((f) => f.endsWith('-exdev-job')) ? 'entry' : null,
+      left.some((f) => f.endsWith('-exdev-job.log')) ? 'log' : null,
+    ].filter(Boolean);
+    t.same(found, leaves, `it left ${leaves.join(', ')} in the archive`);
+    t.notOk(left.some((f) => f.endsWith('.json')), 'and no record');
+
+    const q = start(t, BIN.pmjq, args);
+    await waitFor('the job archived again', () => fs.readdirSync(archive).some((f) => f.endsWith('-exdev-job.json')), 30_000);
+    const rec = readJson(path.join(archive, fs.readdirSync(archive).find((f) => f.endsWith('-exdev-job.json'))!));
+    t.equal(rec.status, 'done', 'archived as done');
+    t.equal(rec.attempt, 2, 'on its second attempt (the first was interrupted)');
+    t.equal(fs.readFileSync(path.join(archive, String(rec.log).split('/').pop()!), 'utf8').split('\n').filter(Boolean).length, 6, 'its log holds both runs, once each (the half-moved copy was dropped)');
+    t.same(runCounts(runs).get('exdev-job'), 2, 'it ran twice: its first outcome died with the node, so it was run again');
+    q.kill('SIGTERM');
+    t.equal(await q.exited, 0, 'the next pmjq exits 0');
+    t.same(fs.readdirSync(archive).filter((f) => f.startsWith('.pmjq-staging.')), [], 'no staging copy is left');
+    l.check(t, true);
+  });
+}

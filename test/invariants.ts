@@ -221,6 +221,8 @@ export class Ledger {
       if (dir === undefined) continue;
       const all = new Set(list(dir).map((b) => b.toString('latin1')));
       for (const f of all) {
+        // a staging copy (archive on another filesystem) outlives its job's archive step only if nobody recovered it
+        if (f.startsWith('.pmjq-staging.')) { problems.push(`${dir}: staging copy ${JSON.stringify(f)} left behind`); continue; }
         if (f.startsWith('.')) continue; // not pmjq's: archive entries start with a timestamp
         if (f.endsWith('.json') && readRec(Buffer.concat([Buffer.from(dir + '/'), Buffer.from(f, 'latin1')])) !== null) continue;
         const base = f.endsWith('.log') && !all.has(`${f}.json`) ? f.slice(0, -4) : f;

@@ -91,14 +91,16 @@ export function recoverNode(
       const file = path.join(dir, meta.file);
       if (!fs.existsSync(file)) {
         // it had finished and was archived; only the cleanup was missing
+        finisher.dropStaging(meta.id);
         removeTree(dir);
         continue;
       }
       const job: ClaimedJob = { id: meta.id, dir, file, meta };
-      // died while archiving it (the job file is linked into the archive
-      // until its log and record are there too): that half entry goes, and
-      // the job is archived again below (outcome known) or runs again
-      if (fs.statSync(file).nlink > 1) finisher.dropHalfArchived(job);
+      // died while archiving it (the job file is linked, or copied, into
+      // the archive until its log and record are there too): that half
+      // entry goes, and the job is archived again below (outcome known) or
+      // runs again
+      finisher.dropHalfArchived(job);
       if (meta.ended) {
         // it ran to its end and only its archive step failed: archive it with
         // that outcome, never run it again

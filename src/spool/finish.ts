@@ -11,7 +11,7 @@ import { LOG_FILE, META_FILE, REJECT_FILE, groupOf, hostName, stamp, type Layout
 import { nameBytes, nameFields, type JobMeta } from './meta.js';
 import * as names from './names.js';
 import type { JobRecord, JobStatus } from './record.js';
-import { isErrno, linkNoReplace, moveNoReplace, removeTree, writeFileAtomic } from '../util/fsx.js';
+import { isErrno, moveNoReplace, removeTree, writeFileAtomic, type PathLike } from '../util/fsx.js';
 
 const NAME_MAX = 255;
 const HISTORY_ROTATE_BYTES = 64 * 1024 * 1024;
@@ -83,8 +83,11 @@ export class Finisher {
         if (wroteJson !== null) try { fs.unlinkSync(wroteJson); } catch { /* gone */ }
         if (movedLog !== null) try { moveNoReplace(movedLog, logSrc); } catch { /* left where the record would name it */ }
         if (base !== null && exists(job.file)) try { fs.unlinkSync(base); } catch { /* gone */ }
+        this.dropStaging(meta.id);
         throw err;
       }
+      // the entry is whole: a staging copy (archive on another filesystem) has done its work
+      this.dropStaging(meta.id);
     } else {
       if (!isSub) try { fs.unlinkSync(job.file); } catch (err) { if (!isErrno(err, 'ENOENT')) throw err; }
       const done = this.layout.doneRoot;
@@ -109,7 +112,10 @@ export class Finisher {
   dropHalfArchived(job: ClaimedJob): void {
     const st = fs.statSync(job.file);
     const name = nameBytes(job.meta);
-    for (const dest of new Set([this.opts.archive, this.opts.errors].filter((d): d is string => d !== undefined))) {
+    for (const dest of this.dests()) {
+      // the entry is a link to the claimed file, or to the staging copy of it
+      const ref = statOrNull(stagingPath(dest, job.id)) ?? (st.nlink > 1 ? st : null);
+      if (ref === null) continue;
       let list: Buffer[];
       try { list = fs.readdirSync(dest, { encoding: 'buffer' }); } catch { continue; }
       for (const e of list) {
@@ -119,7 +125,7 @@ export class Finisher {
         const p = names.join(dest, e);
         try {
           const o = fs.lstatSync(p);
-          if (o.ino !== st.ino || o.dev !== st.dev) continue;
+          if (o.ino !== ref.ino || o.dev !== ref.dev) continue;
           // the log and record that may already stand beside it go too: the
           // log back to the claimed directory, the record away
           const log = Buffer.concat([p, Buffer.from('.log')]);
@@ -132,6 +138,7 @@ export class Finisher {
         } catch { /* gone */ }
       }
     }
+    this.dropStaging(job.id);
   }
 
   /**
@@ -223,8 +230,17 @@ export class Finisher {
     };
   }
 
-  /** Link the job file into dest under a free timestamped name; null if the job removed its own file. */
+  /**
+   * Link the job file into dest under a free timestamped name; null if the
+   * job removed its own file. Where the archive is on another filesystem
+   * (EXDEV) the file is first copied to a staging name in dest that only this
+   * job uses, and the entry is a hard link to that copy: like the claimed
+   * file on one filesystem, the staging copy stays until the entry is whole
+   * and the claimed file gone, so a node that dies in between leaves an
+   * entry that recovery finds by inode (dropHalfArchived), not an orphan.
+   */
   private archiveJobFile(job: ClaimedJob, dest: string, when: Date): Buffer | null {
+    let src: PathLike = job.file;
     for (let n = 0; ; n++) {
       const base = archiveName(dest, job.meta, when, n, '.json'.length);
       // an entry is the file with its .log and .json: another job's "NAME.log" must not be taken for our log
@@ -233,12 +249,28 @@ export class Finisher {
         // linked, not moved: the job file leaves its claimed directory only
         // once its log and record are beside it in the archive (finish), so
         // a node dying in between leaves a job that recovery can undo and rerun
-        if (linkNoReplace(job.file, base)) return base;
+        fs.linkSync(src, base);
+        return base;
       } catch (err) {
+        if (isErrno(err, 'EEXIST')) continue;
         if (isErrno(err, 'ENOENT') && !exists(job.file)) return null;
-        throw err;
+        if (src !== job.file || !isErrno(err, 'EXDEV', 'EPERM', 'ENOTSUP', 'ENOSYS')) throw err;
+        src = stagingPath(dest, job.id);
+        copyWhole(job.file, src);
+        n--; // the same name again, from the copy
       }
     }
+  }
+
+  /** Remove the staging copies of a job whose entry is whole or undone (best effort: a leftover is only a hidden copy). */
+  dropStaging(id: string): void {
+    for (const dest of this.dests()) {
+      try { fs.unlinkSync(stagingPath(dest, id)); } catch { /* none, or out of reach */ }
+    }
+  }
+
+  private dests(): Set<string> {
+    return new Set([this.opts.archive, this.opts.errors].filter((d): d is string => d !== undefined));
   }
 
   private freeArchiveName(dest: string, meta: JobMeta, when: Date, suffix: string): Buffer {
@@ -324,6 +356,23 @@ function writeNew(file: Buffer, data: string): void {
     throw err;
   }
   fs.closeSync(fd);
+}
+
+/** Where a job file is copied before it is linked into an archive on another filesystem. */
+function stagingPath(dest: string, id: string): string {
+  return path.join(dest, `.pmjq-staging.${id}`);
+}
+
+/** Copy `src` whole to `dst`, replacing a partial copy a dead node left there; the mode follows. */
+function copyWhole(src: PathLike, dst: string): void {
+  // unlinked, not overwritten: a leftover may be linked to a half entry
+  try { fs.unlinkSync(dst); } catch { /* none */ }
+  fs.copyFileSync(src, dst, fs.constants.COPYFILE_EXCL);
+  fs.chmodSync(dst, fs.statSync(src).mode & 0o7777);
+}
+
+function statOrNull(p: string): fs.Stats | null {
+  try { return fs.statSync(p); } catch { return null; }
 }
 
 /** Neither BASE.log nor BASE.json exists. */
