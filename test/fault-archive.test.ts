@@ -16,7 +16,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import t, { type Test } from 'tap';
-import { BIN, IS_ROOT, ROOT_ARGS, readJson, scratch, start, waitFor, waitLines, type Proc } from './helpers.js';
+import { BIN, IS_ROOT, ROOT_ARGS, history, readJson, scratch, start, waitFor, waitLines, type Proc } from './helpers.js';
 import { Ledger, eventLines, field, tmpfs } from './invariants.js';
 
 if (!IS_ROOT) throw new Error('the archive fault tests mount tmpfs filesystems: run them as root');
@@ -211,19 +211,27 @@ async function killAtSyscall(t: Test, pid: number, syscall: string, nth: number)
   });
 }
 
-// The archive on another filesystem than the spool (EXDEV): the job file is
-// copied to a staging name and the entry linked to that copy. A node killed
-// inside that step leaves a half entry that the next pmjq finds by the copy's
-// inode, removes with the copy, and then runs the job again: no orphan copy,
-// no file without its record (a kill9 CI round once left one).
-for (const [what, syscall, nth, leaves] of [
-  ['the entry linked to the staging copy, the log not yet moved', 'link', 3, ['staging copy', 'entry']],
-  ['the log copied beside it, the record not yet written', 'unlink', 2, ['staging copy', 'entry', 'log']],
-] as const) {
-  t.test(`archive on another filesystem, kill -9 with ${what}: the next pmjq undoes the half entry and runs the job once more`, async (t) => {
+// A daemon killed -9 inside its archive step, at an exact syscall. With the
+// archive on another filesystem than the spool (EXDEV) the job file is
+// copied to a staging name and the entry linked to that copy. A half entry
+// (no record yet) is found by inode by the next pmjq, removed with the copy,
+// and the job runs again: no orphan copy, no file without its record (a
+// kill9 CI round once left one). A whole entry (record written, only the
+// claimed file not yet unlinked) is kept and the job is not run again.
+interface Cut { what: string; otherFs: boolean; syscall: string; nth: number; leaves: string[]; whole: boolean }
+const cuts: Cut[] = [
+  { what: 'the entry linked to the staging copy, the log not yet moved', otherFs: true, syscall: 'link', nth: 3, leaves: ['staging copy', 'entry'], whole: false },
+  { what: 'the log copied beside it, the record not yet written', otherFs: true, syscall: 'unlink', nth: 2, leaves: ['staging copy', 'entry', 'log'], whole: false },
+  { what: 'the record written, the claimed file not yet unlinked', otherFs: true, syscall: 'unlink', nth: 3, leaves: ['staging copy', 'entry', 'log', 'record'], whole: true },
+  { what: 'the record written, the claimed file not yet unlinked', otherFs: false, syscall: 'unlink', nth: 2, leaves: ['entry', 'log', 'record'], whole: true },
+];
+for (const c of cuts) {
+  const where = c.otherFs ? 'archive on another filesystem' : 'archive on the spool\'s filesystem';
+  const then = c.whole ? 'the next pmjq completes the step and does not run the job again' : 'the next pmjq undoes the half entry and runs the job once more';
+  t.test(`${where}, kill -9 with ${c.what}: ${then}`, async (t) => {
     const { dir, spool } = scratch(t);
     const archive = path.join(dir, 'archive');
-    tmpfs(t, archive, '4m');
+    if (c.otherFs) tmpfs(t, archive, '4m'); else fs.mkdirSync(archive, { recursive: true });
     const work = path.join(dir, 'work');
     const runs = path.join(work, 'runs');
     fs.mkdirSync(runs, { recursive: true });
@@ -231,28 +239,33 @@ for (const [what, syscall, nth, leaves] of [
     const args = [...ROOT_ARGS, '-j', '1', '--poll', '100ms', '-o', archive, spool];
     const p = start(t, BIN.pmjq, args);
     await p.waitLine(/ event=start /, 30_000);
-    await killAtSyscall(t, p.child.pid!, syscall, nth);
-    l.drop('', 'exdev-job', job(l, runs, 3, 0), 'archive');
+    await killAtSyscall(t, p.child.pid!, c.syscall, c.nth);
+    l.drop('', 'cut-job', job(l, runs, 3, 0), 'archive');
     await waitFor('the daemon killed inside its archive step', () => p.child.exitCode !== null || p.child.signalCode !== null, 30_000);
     t.equal(await p.exited, 128 + 9, 'the daemon died of SIGKILL inside its archive step');
     const left = fs.readdirSync(archive);
     const found = [
       left.some((f) => f.startsWith('.pmjq-staging.')) ? 'staging copy' : null,
-      left.some((f) => f.endsWith('-exdev-job')) ? 'entry' : null,
-      left.some((f) => f.endsWith('-exdev-job.log')) ? 'log' : null,
+      left.some((f) => f.endsWith('-cut-job')) ? 'entry' : null,
+      left.some((f) => f.endsWith('-cut-job.log')) ? 'log' : null,
+      left.some((f) => f.endsWith('-cut-job.json')) ? 'record' : null,
     ].filter(Boolean);
-    t.same(found, leaves, `it left ${leaves.join(', ')} in the archive`);
-    t.notOk(left.some((f) => f.endsWith('.json')), 'and no record');
+    t.same(found, c.leaves, `it left ${c.leaves.join(', ')} in the archive`);
 
     const q = start(t, BIN.pmjq, args);
-    await waitFor('the job archived again', () => fs.readdirSync(archive).some((f) => f.endsWith('-exdev-job.json')), 30_000);
-    const rec = readJson(path.join(archive, fs.readdirSync(archive).find((f) => f.endsWith('-exdev-job.json'))!));
+    await q.waitLine(/ event=start /, 30_000);
+    await waitFor('the job archived for good', () => l.places().at.get('default\0cut-job')?.join() === 'archive', 30_000);
+    const rec = readJson(path.join(archive, fs.readdirSync(archive).find((f) => f.endsWith('-cut-job.json'))!));
     t.equal(rec.status, 'done', 'archived as done');
-    t.equal(rec.attempt, 2, 'on its second attempt (the first was interrupted)');
-    t.equal(fs.readFileSync(path.join(archive, String(rec.log).split('/').pop()!), 'utf8').split('\n').filter(Boolean).length, 6, 'its log holds both runs, once each (the half-moved copy was dropped)');
-    t.same(runCounts(runs).get('exdev-job'), 2, 'it ran twice: its first outcome died with the node, so it was run again');
+    const runsOf = c.whole ? 1 : 2;
+    t.equal(rec.attempt, runsOf, c.whole ? 'on its first attempt' : 'on its second attempt (the first was interrupted)');
+    t.equal(fs.readFileSync(path.join(archive, String(rec.log).split('/').pop()!), 'utf8').split('\n').filter(Boolean).length, 3 * runsOf,
+      c.whole ? 'with the log of its one run' : 'its log holds both runs, once each (the half-moved copy was dropped)');
+    t.same(runCounts(runs).get('cut-job'), runsOf, c.whole ? 'it ran once' : 'it ran twice: its first outcome died with the node, so it was run again');
     q.kill('SIGTERM');
     t.equal(await q.exited, 0, 'the next pmjq exits 0');
+    const done = history(spool).filter((r) => r.name === 'cut-job' && r.status === 'done');
+    t.equal(done.length, 1, 'the history has one done record of it');
     t.same(fs.readdirSync(archive).filter((f) => f.startsWith('.pmjq-staging.')), [], 'no staging copy is left');
     l.check(t, true);
   });

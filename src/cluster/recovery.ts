@@ -97,10 +97,14 @@ export function recoverNode(
       }
       const job: ClaimedJob = { id: meta.id, dir, file, meta };
       // died while archiving it (the job file is linked, or copied, into
-      // the archive until its log and record are there too): that half
-      // entry goes, and the job is archived again below (outcome known) or
-      // runs again
-      finisher.dropHalfArchived(job);
+      // the archive until its log and record are there too): a whole entry
+      // stays and the job is done; a half entry goes, and the job is
+      // archived again below (outcome known) or runs again
+      const whole = finisher.settleHalfArchived(job, dead);
+      if (whole !== null) {
+        log.info('archive-recovered', { id: meta.id, node: dead, archive: whole.archive });
+        continue;
+      }
       if (meta.ended) {
         // it ran to its end and only its archive step failed: archive it with
         // that outcome, never run it again

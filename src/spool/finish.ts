@@ -105,11 +105,15 @@ export class Finisher {
 
   /**
    * A node died between linking `job`'s file into the archive (or errors)
-   * directory and unlinking it from its claimed directory: remove that other
-   * link, found by inode among the entries named after the job, so that the
-   * archive holds no file without its record.
+   * directory and unlinking it from its claimed directory. The other link is
+   * found by inode among the entries named after the job. If its record is
+   * there, the entry is whole and only the unlink was missing: the step is
+   * completed (the history line added if the dead node had not written it)
+   * and the record returned, so that the job is not run a second time.
+   * Otherwise the half entry is removed, so that the archive holds no file
+   * without its record, and null returned.
    */
-  dropHalfArchived(job: ClaimedJob): void {
+  settleHalfArchived(job: ClaimedJob, dead: string): JobRecord | null {
     const st = fs.statSync(job.file);
     const name = nameBytes(job.meta);
     for (const dest of this.dests()) {
@@ -126,6 +130,15 @@ export class Finisher {
         try {
           const o = fs.lstatSync(p);
           if (o.ino !== ref.ino || o.dev !== ref.dev) continue;
+          const json = Buffer.concat([p, Buffer.from('.json')]);
+          const whole = readRecord(json);
+          if (whole !== null && whole.id === job.id && whole.attempt === job.meta.attempt) {
+            if (!this.inHistory(dead, whole)) this.appendHistory(whole);
+            fs.unlinkSync(job.file);
+            this.dropStaging(job.id);
+            removeClaimedDir(job.dir);
+            return whole;
+          }
           // the log and record that may already stand beside it go too: the
           // log back to the claimed directory, the record away
           const log = Buffer.concat([p, Buffer.from('.log')]);
@@ -133,12 +146,25 @@ export class Finisher {
           if (exists(log)) {
             if (exists(claimedLog)) fs.unlinkSync(log); else moveNoReplace(log, claimedLog);
           }
-          try { fs.unlinkSync(Buffer.concat([p, Buffer.from('.json')])); } catch { /* not written yet */ }
+          try { fs.unlinkSync(json); } catch { /* not written yet */ }
           fs.unlinkSync(p);
         } catch { /* gone */ }
       }
     }
     this.dropStaging(job.id);
+    return null;
+  }
+
+  /** Whether `node`'s history ends with `rec` (its last lines, in either generation). */
+  private inHistory(node: string, rec: JobRecord): boolean {
+    const file = this.layout.historyFile(node);
+    return [file, `${file}.1`].some((f) => tail(f, 256 * 1024).split('\n').some((line) => {
+      if (!line.includes(rec.id)) return false;
+      try {
+        const r = JSON.parse(line) as JobRecord;
+        return r.id === rec.id && r.attempt === rec.attempt && r.finished === rec.finished;
+      } catch { return false; }
+    }));
   }
 
   /**
@@ -237,7 +263,7 @@ export class Finisher {
    * job uses, and the entry is a hard link to that copy: like the claimed
    * file on one filesystem, the staging copy stays until the entry is whole
    * and the claimed file gone, so a node that dies in between leaves an
-   * entry that recovery finds by inode (dropHalfArchived), not an orphan.
+   * entry that recovery finds by inode (settleHalfArchived), not an orphan.
    */
   private archiveJobFile(job: ClaimedJob, dest: string, when: Date): Buffer | null {
     let src: PathLike = job.file;
@@ -369,6 +395,23 @@ function copyWhole(src: PathLike, dst: string): void {
   try { fs.unlinkSync(dst); } catch { /* none */ }
   fs.copyFileSync(src, dst, fs.constants.COPYFILE_EXCL);
   fs.chmodSync(dst, fs.statSync(src).mode & 0o7777);
+}
+
+/** An archive record, or null if it is missing or half written. */
+function readRecord(p: Buffer): JobRecord | null {
+  try { return JSON.parse(fs.readFileSync(p, 'utf8')) as JobRecord; } catch { return null; }
+}
+
+/** The last `bytes` of a file ('' if it cannot be read). */
+function tail(file: string, bytes: number): string {
+  let fd: number;
+  try { fd = fs.openSync(file, 'r'); } catch { return ''; }
+  try {
+    const size = fs.fstatSync(fd).size;
+    const buf = Buffer.alloc(Math.min(size, bytes));
+    fs.readSync(fd, buf, 0, buf.length, size - buf.length);
+    return buf.toString('utf8');
+  } catch { return ''; } finally { fs.closeSync(fd); }
 }
 
 function statOrNull(p: string): fs.Stats | null {
