@@ -217,7 +217,7 @@ export class Daemon {
     const now = Date.now();
     const c: Candidate = {
       group: g.name, dir: '', name: Buffer.from(path.basename(req.script)), key: id,
-      mtimeMs: now, size: 0, uid: parent?.owner ?? process.getuid?.() ?? 0, seenAt: now, gone: false,
+      mtimeMs: now, size: 0, uid: parent?.owner ?? process.getuid?.() ?? 0, seenAt: now, gone: false, listed: 0,
       sub: { id, script: req.script, args: req.args, parent: req.parent || null, tree: req.tree },
     };
     this.subs.set(id, c);

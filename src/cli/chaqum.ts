@@ -2,6 +2,7 @@
 // chaqum(1): the pmjq engine driving a job tree instead of a spool, with the
 // chaqum job manager's command line. Argument parsing only.
 
+import './lean-heap.js';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';

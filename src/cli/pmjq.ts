@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // pmjq(1): argument parsing only; the daemon is src/daemon.ts.
 
+import './lean-heap.js';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';

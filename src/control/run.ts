@@ -88,7 +88,7 @@ export async function runManual(layout: Layout, o: RunOptions): Promise<RunResul
     const now = new Date();
     const id = new IdMaker().next(now.getTime());
     const c: Candidate = {
-      group: groupOf(dir), dir, name, key: names.key(name), mtimeMs: st.mtimeMs, size: st.size, uid: st.uid, seenAt: Date.now(), gone: false,
+      group: groupOf(dir), dir, name, key: names.key(name), mtimeMs: st.mtimeMs, size: st.size, uid: st.uid, seenAt: Date.now(), gone: false, listed: 0,
     };
     job = claimFromSpool(layout, node, id, c, now);
     if (!job) throw new CtlError(`${q(o.name)} left ${q(where)} just now (claimed by a node, or removed)`);

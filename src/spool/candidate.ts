@@ -20,6 +20,8 @@ export interface Candidate {
   seenAt: number;
   /** set when the file is known to have left the spool (claimed elsewhere, removed) */
   gone: boolean;
+  /** the scanner's pass that last listed it: a name a pass does not list is forgotten */
+  listed: number;
   /** for a job waiting in .pmjq/retry: the entry's directory name and its metadata */
   retry?: { entry: string; meta: JobMeta };
   /** for a sub-job enqueued by a job over fd 3: it exists only in memory until it runs */

@@ -1,7 +1,8 @@
-// Finding jobs: one readdir per directory (the spool's top level, each group
-// directory, the retry area). A name is lstat'ed once, when it is first seen;
-// after that a rescan only compares names, so a rescan of 100 000 queued
-// jobs costs a readdir and no stats.
+// Finding jobs: one pass over each directory (the spool's top level, each
+// group directory, the retry area). A name is lstat'ed once, when it is first
+// seen; after that a rescan only stamps the names it lists, so a rescan of
+// 100 000 queued jobs costs a directory read, no stats and no allocation that
+// outlives the pass.
 
 import fs from 'node:fs';
 import path from 'node:path';
@@ -22,14 +23,22 @@ export interface ScanEvents {
   groupSeen(dir: string, present: boolean): void;
 }
 
+/** A name seen that is not a job (yet): looked at again on every scan, in case it was made executable. */
+interface Ignored { ignored: true; listed: number }
+
+type Entry = Candidate | Ignored;
+const isIgnored = (e: Entry): e is Ignored => 'ignored' in e;
+
 interface DirState {
   /** names seen in this directory: candidates and ignored (non-executable) files */
-  entries: Map<string, Candidate | 'ignored'>;
+  entries: Map<string, Entry>;
 }
 
 export class Scanner {
   private readonly dirs = new Map<string, DirState>();
   private readonly retryEntries = new Map<string, Candidate>();
+  /** passes so far: each stamps the entries it lists */
+  private scans = 0;
 
   constructor(
     private readonly layout: Layout,
@@ -42,27 +51,31 @@ export class Scanner {
 
   /** Rescan everything: top level, every group, the retry area. */
   scanAll(): void {
-    const top = this.readTop();
-    if (top === null) return;
+    const scan = ++this.scans;
     const groupsNow = new Set<string>(['']);
-    for (const d of top) {
-      if (d.isDirectory() && !isHidden(d.name)) {
+    // the top level is the group "default": served only if --groups names it
+    const top = this.serves(groupOf('')) ? this.dirs.get('') ?? this.addDir('') : null;
+    let listed = 0;
+    const ok = this.list('', (d) => {
+      if (isHidden(d.name)) return;
+      if (d.isDirectory()) {
         const bytes = names.fromKey(d.name);
         const dir = names.display(bytes);
         if (names.isUtf8(bytes) && !dir.includes('\n')) groupsNow.add(dir);
+      } else if (top !== null && this.visit('', top, d.name, scan)) {
+        listed++;
       }
-    }
+    });
+    if (!ok) return;
+    if (top !== null) this.sweep(top, listed, scan);
     for (const dir of [...this.dirs.keys()]) {
       if (!groupsNow.has(dir)) this.forgetDir(dir);
     }
-    // the top level is the group "default": served only if --groups names it
-    if (this.serves(groupOf(''))) this.syncDir('', top);
     for (const dir of groupsNow) {
       if (dir === '') continue;
       if (!this.dirs.has(dir)) this.events.groupSeen(dir, true);
       if (!this.serves(groupOf(dir))) { this.dirs.set(dir, { entries: new Map() }); continue; }
-      const list = this.readDir(dir);
-      if (list !== null) this.syncDir(dir, list);
+      this.scanGroup(dir, scan);
     }
     this.scanRetry();
   }
@@ -70,10 +83,12 @@ export class Scanner {
   /** Rescan one directory (a watcher saw something there). */
   scanDir(dir: string): void {
     if (!this.serves(groupOf(dir))) return;
-    const list = dir === '' ? this.readTop() : this.readDir(dir);
-    if (list === null) { if (dir !== '') this.forgetDir(dir); return; }
-    if (dir !== '' && !this.dirs.has(dir)) this.events.groupSeen(dir, true);
-    this.syncDir(dir, list);
+    if (dir === '') { this.scanAll(); return; }
+    if (!this.dirs.has(dir)) {
+      try { if (!fs.statSync(this.layout.groupDir(dir)).isDirectory()) return; } catch { return; }
+      this.events.groupSeen(dir, true);
+    }
+    if (!this.scanGroup(dir, ++this.scans)) this.forgetDir(dir);
   }
 
   /** A watcher reported one name: look at it without reading the whole directory. */
@@ -83,8 +98,8 @@ export class Scanner {
     const state = this.dirs.get(dir) ?? this.addDir(dir);
     const k = names.key(name);
     const seen = state.entries.get(k);
-    if (seen !== undefined && seen !== 'ignored') return;
-    this.examine(dir, state, name, k);
+    if (seen !== undefined && !isIgnored(seen)) return;
+    this.examine(dir, state, name, k, this.scans);
   }
 
   /** The scheduler claimed (or gave up on) this candidate: it left the spool. */
@@ -111,64 +126,71 @@ export class Scanner {
   private forgetDir(dir: string): void {
     const state = this.dirs.get(dir);
     if (!state) return;
-    for (const e of state.entries.values()) if (e !== 'ignored') e.gone = true;
+    for (const e of state.entries.values()) if (!isIgnored(e)) e.gone = true;
     this.dirs.delete(dir);
     if (dir !== '') this.events.groupSeen(dir, false);
   }
 
-  // Names are read as 'latin1' strings, which are their map keys (one char
-  // per byte, lossless, see names.key): a Buffer per entry, as encoding
-  // 'buffer' makes, costs several times more on a 100 000-entry directory.
-  // Only the top level needs entry types (its directories are groups).
-
-  /** The top level, with types; names are keys. */
-  private readTop(): fs.Dirent<string>[] | null {
-    return this.read('', () => fs.readdirSync(this.layout.spool, { withFileTypes: true, encoding: 'latin1' }));
+  /** One group directory: every name listed is visited, then those not listed are swept. False if it is gone. */
+  private scanGroup(dir: string, scan: number): boolean {
+    const state = this.dirs.get(dir) ?? this.addDir(dir);
+    let listed = 0;
+    const ok = this.list(dir, (d) => {
+      if (!isHidden(d.name) && this.visit(dir, state, d.name, scan)) listed++;
+    });
+    if (ok) this.sweep(state, listed, scan);
+    return ok;
   }
 
-  /** A group directory: its names, as keys. */
-  private readDir(dir: string): string[] | null {
-    return this.read(dir, () => fs.readdirSync(this.layout.groupDir(dir), { encoding: 'latin1' }));
-  }
+  // A directory is read as a stream of entries, not as readdirSync's array:
+  // with 100 000 names the array lives long enough to be promoted to the old
+  // generation, and a rescan every second then grows the daemon by tens of
+  // megabytes between major collections. Names are read as 'latin1' strings,
+  // which are their map keys (one char per byte, lossless, see names.key).
 
-  private read<T>(dir: string, readdir: () => T): T | null {
+  /** Call visit for each entry of a directory; false if it cannot be read (a log line unless it is simply gone). */
+  private list(dir: string, visit: (d: fs.Dirent<string>) => void): boolean {
+    let handle: fs.Dir;
     try {
-      return readdir();
+      handle = fs.opendirSync(this.layout.groupDir(dir), { encoding: 'latin1', bufferSize: 1024 });
     } catch (err) {
       if (!isErrno(err, 'ENOENT', 'ENOTDIR')) this.log.warn('scan-failed', { dir: this.layout.groupDir(dir), error: errText(err) });
-      return null;
+      return false;
+    }
+    try {
+      for (let d = handle.readSync(); d !== null; d = handle.readSync()) visit(d as fs.Dirent<string>);
+    } catch (err) {
+      this.log.warn('scan-failed', { dir: this.layout.groupDir(dir), error: errText(err) });
+      return false;
+    } finally {
+      handle.closeSync();
+    }
+    return true;
+  }
+
+  /**
+   * A listed name: a known candidate is stamped (no stat); a new or ignored
+   * name is looked at. True if the name is now an entry stamped by this scan.
+   */
+  private visit(dir: string, state: DirState, k: string, scan: number): boolean {
+    const seen = state.entries.get(k);
+    if (seen !== undefined && !isIgnored(seen)) { seen.listed = scan; return true; }
+    this.examine(dir, state, names.fromKey(k), k, scan);
+    return state.entries.get(k)?.listed === scan;
+  }
+
+  /** Forget the names a scan did not list (claimed by another node, removed): none if every entry was. */
+  private sweep(state: DirState, listed: number, scan: number): void {
+    if (listed === state.entries.size) return; // names are unique in a listing
+    for (const [k, e] of state.entries) {
+      if (e.listed === scan) continue;
+      if (!isIgnored(e)) e.gone = true;
+      state.entries.delete(k);
     }
   }
 
-  private syncDir(dir: string, list: readonly (string | fs.Dirent<string>)[]): void {
-    const state = this.dirs.get(dir) ?? this.addDir(dir);
-    // the key of a listed name that can be a job, or null (hidden; a group at the top level: scanAll's)
-    const keyOf = (d: string | fs.Dirent<string>): string | null =>
-      typeof d === 'string' ? (isHidden(d) ? null : d) : isHidden(d.name) || d.isDirectory() ? null : d.name;
-    let listed = 0;
-    for (const d of list) {
-      const k = keyOf(d);
-      if (k === null) continue;
-      listed++;
-      const seen = state.entries.get(k);
-      // known candidates need no stat; ignored (non-executable) files are
-      // looked at again in case they were made executable since.
-      if (seen === undefined || seen === 'ignored') this.examine(dir, state, names.fromKey(k), k);
-    }
-    // names are unique in a listing: as many entries as listed names means none left
-    if (listed !== state.entries.size) {
-      const present = new Set<string>();
-      for (const d of list) { const k = keyOf(d); if (k !== null) present.add(k); }
-      for (const [k, e] of state.entries) {
-        if (!present.has(k)) {
-          if (e !== 'ignored') e.gone = true;
-          state.entries.delete(k);
-        }
-      }
-    }
-  }
-
-  private examine(dir: string, state: DirState, name: names.Name, k: string): void {
+  /** lstat a name and classify it: a candidate (announced), ignored, a group, or rejected. */
+  private examine(dir: string, state: DirState, name: names.Name, k: string, scan: number): void {
     const full = names.join(this.layout.groupDir(dir), name);
     let st: fs.Stats;
     try {
@@ -184,14 +206,14 @@ export class Scanner {
         const c: Candidate = {
           group: groupOf(dir), dir, name, key: k,
           mtimeMs: st.mtimeMs, size: st.size, uid: st.uid,
-          seenAt: Date.now(), gone: false,
+          seenAt: Date.now(), gone: false, listed: scan,
         };
         state.entries.set(k, c);
         this.events.found(c);
         return;
       }
       case 'ignore':
-        state.entries.set(k, 'ignored');
+        state.entries.set(k, { ignored: true, listed: scan });
         return;
       case 'group':
         // a directory appeared at the top level between readdir and lstat
@@ -211,7 +233,7 @@ export class Scanner {
   addRetry(entry: string, due: number, meta: JobMeta): void {
     const c: Candidate = {
       group: meta.group, dir: meta.dir, name: Buffer.from(meta.file), key: entry,
-      mtimeMs: due, size: 0, uid: meta.owner, seenAt: Date.now(), gone: false,
+      mtimeMs: due, size: 0, uid: meta.owner, seenAt: Date.now(), gone: false, listed: 0,
       retry: { entry, meta },
     };
     this.retryEntries.set(entry, c);
