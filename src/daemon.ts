@@ -60,6 +60,8 @@ const SHARED_FS_SETTLE_MS = 2000;
 const BACKOFF_CAP_MS = 3_600_000;
 /** Node crashes a job may live through before it is archived as failed (a job that kills its node must not do so forever). */
 const MAX_INTERRUPTIONS = 3;
+/** with inotify, the full safety scan waits this many times its own duration (≥ --poll) */
+const SAFETY_SCAN_BUDGET = 50;
 
 export class Daemon {
   readonly node: string;
@@ -104,6 +106,8 @@ export class Daemon {
   private settleTimer: NodeJS.Timeout | null = null;
   private unfinishedTimer: NodeJS.Timeout | null = null;
   private stopping = false;
+  /** performance.now() before which the inotify-mode safety scan is not due */
+  private nextFullScan = 0;
   private pumping = false;
   private pumpQueued = false;
   private failures = 0;
@@ -247,10 +251,25 @@ export class Daemon {
   private rescan(): void {
     if (this.stopping) return;
     this.checkLayout();
-    this.scanner.scanAll();
+    this.safetyScan();
     this.refreshSettings();
     this.readControl();
     this.pump();
+  }
+
+  /**
+   * The periodic full scan. In poll mode it is how jobs are found: every
+   * --poll. With inotify it is a safety net for missed events, and a scan of
+   * 100 000 queued names costs tens of milliseconds: it then runs at most
+   * every SAFETY_SCAN_BUDGET times its last duration (≤ 2 % of a core), and
+   * the retry area (small, written by other nodes' failures too) every poll.
+   */
+  private safetyScan(): void {
+    const now = performance.now();
+    if (this.mode === 'inotify' && now < this.nextFullScan) { this.scanner.scanRetry(); return; }
+    this.scanner.scanAll();
+    const took = performance.now() - now;
+    this.nextFullScan = now + took * SAFETY_SCAN_BUDGET;
   }
 
   /**

@@ -98,11 +98,19 @@ t.test('status and ls show every state of a spool served by a daemon', async (t)
   t.equal(s2.groups.find((x) => x.group === 'slow')!.paused, true, 'the group is paused');
   const q2 = await jobs(t, spool, '--state', 'queued');
   t.ok(q2.every((j) => j.eta_ms === null && j.info === 'paused'), 'paused: no ETA, info says paused');
-
   const bad = await ctl(t, ['ls', spool, '--state', 'sleeping']);
   t.equal(bad.code, 2, 'an unknown state: exit 2');
   t.match(bad.stderr, /--state: 'sleeping' is not a state/, 'naming it');
   fs.writeFileSync(gate, '');
+  // once s0 ends, the pause (not max) holds slow's queued jobs back: the
+  // node logs it, its next heartbeat carries it, status shows it
+  await d.waitLine(/event=barrier-hold barrier="paused slow"/, 10_000);
+  const hb = path.join(spool, '.pmjq/nodes', node);
+  await waitFor('a heartbeat that carries the hold', () => { try { return fs.readFileSync(hb, 'utf8').includes('paused slow'); } catch { return false; } }, 20_000);
+  const s3 = await ctlJson<Status & { nodes: { holds: string[] }[] }>(t, ['status', spool]);
+  t.same(s3.nodes[0]!.holds, ['paused slow: paused by pmjqctl'], 'status --json: the node\'s holds');
+  const text = await ctl(t, ['status', spool]);
+  t.match(text.stdout, `held back on ${node}: paused slow: paused by pmjqctl`, 'status: a line says what holds the node\'s jobs back');
 });
 
 t.test('nodes: live, STALE by heartbeat age (the filesystem\'s clock), STALE when the pid is gone on this host', async (t) => {

@@ -222,8 +222,9 @@ interface Cut { what: string; otherFs: boolean; syscall: string; nth: number; le
 const cuts: Cut[] = [
   { what: 'the entry linked to the staging copy, the log not yet moved', otherFs: true, syscall: 'link', nth: 3, leaves: ['staging copy', 'entry'], whole: false },
   { what: 'the log copied beside it, the record not yet written', otherFs: true, syscall: 'unlink', nth: 2, leaves: ['staging copy', 'entry', 'log'], whole: false },
-  { what: 'the record written, the claimed file not yet unlinked', otherFs: true, syscall: 'unlink', nth: 3, leaves: ['staging copy', 'entry', 'log', 'record'], whole: true },
-  { what: 'the record written, the claimed file not yet unlinked', otherFs: false, syscall: 'unlink', nth: 2, leaves: ['entry', 'log', 'record'], whole: true },
+  { what: 'the record linked into place, no history line yet', otherFs: true, syscall: 'unlink', nth: 3, leaves: ['staging copy', 'entry', 'log', 'record'], whole: true },
+  { what: 'the record and history line written, the claimed file not yet unlinked', otherFs: true, syscall: 'unlink', nth: 4, leaves: ['staging copy', 'entry', 'log', 'record'], whole: true },
+  { what: 'the record and history line written, the claimed file not yet unlinked', otherFs: false, syscall: 'unlink', nth: 3, leaves: ['entry', 'log', 'record'], whole: true },
 ];
 for (const c of cuts) {
   const where = c.otherFs ? 'archive on another filesystem' : 'archive on the spool\'s filesystem';

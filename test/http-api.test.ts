@@ -222,6 +222,11 @@ t.test('with a token and a daemon', async (t) => {
     // a second node, for group held, starts with the pause in place: it holds the job and says so
     const second = await startDaemon(fixture, spool, archive, ['--groups', 'held']);
     await second.waitLine(/event=barrier-hold barrier="paused held"/, 60_000);
+    const heldNode = await events.wait('the second node\'s heartbeat to carry the hold',
+      (s) => s.status.nodes.find((n: { holds: string[] }) => n.holds.some((h) => h.startsWith('paused held:'))));
+    const m = parsePrometheus((await request(`${url}metrics`)).text);
+    t.ok(m.samples.some((x) => x.name === 'pmjq_node_barrier_held' && x.labels.node === heldNode.node && x.labels.barrier === 'paused held' && x.value === 1),
+      'metrics: pmjq_node_barrier_held{barrier="paused held"} is 1 for that node');
     const queued = await events.wait('late still queued', (s) => s.queued.find((j: { name: string }) => j.name === 'late'));
     t.equal(queued.group, 'held', 'held in the queue while paused');
     const r = await postJson(`${url}api/resume`, {});
@@ -258,7 +263,7 @@ t.test('with a token and a daemon', async (t) => {
     const m = parsePrometheus(r.text);
     for (const [name, type] of [
       ['pmjq_jobs', 'gauge'], ['pmjq_job_duration_seconds', 'histogram'], ['pmjq_claim_latency_seconds', 'histogram'],
-      ['pmjq_node_up', 'gauge'], ['pmjq_node_heartbeat_age_seconds', 'gauge'], ['pmjq_nodes', 'gauge'],
+      ['pmjq_node_up', 'gauge'], ['pmjq_node_heartbeat_age_seconds', 'gauge'], ['pmjq_node_barrier_held', 'gauge'], ['pmjq_nodes', 'gauge'],
       ['pmjq_group_paused', 'gauge'], ['pmjq_paused_all', 'gauge'], ['pmjq_kill_requests', 'gauge'],
       ['process_cpu_user_seconds_total', 'counter'], ['process_resident_memory_bytes', 'gauge'], ['nodejs_eventloop_lag_seconds', 'gauge'],
     ] as const) {

@@ -46,6 +46,8 @@ export interface NodeInfo {
   groups: string[] | null;
   /** its -j, when its heartbeat says (0 = unlimited) */
   slots: number | null;
+  /** what holds its queued jobs back now, from a live heartbeat: "BARRIER: reason" (e.g. "node: load 2.10 >= 2", "group render: cpu 0.95 >= 0.9") */
+  holds: string[];
   /** time of its last heartbeat (the file's mtime) and its age by the filesystem's clock */
   heartbeat: string | null;
   heartbeat_age_ms: number | null;
@@ -333,6 +335,7 @@ export function readNodes(layout: Layout, running: RunningJob[], now: number, de
       started: hb?.started ?? (parsed ? new Date(parsed.start * 1000).toISOString() : null),
       groups: Array.isArray(hb?.groups) ? hb.groups : null,
       slots: typeof hb?.jobs === 'number' ? hb.jobs : null,
+      holds: stale === null && Array.isArray(hb?.holds) ? hb.holds.filter((h): h is string => typeof h === 'string') : [],
       heartbeat: mtime !== null ? new Date(mtime).toISOString() : null,
       heartbeat_age_ms: mtime !== null && age !== null ? Math.round(age) : null,
     });

@@ -85,6 +85,9 @@ export function renderStatus(r: StatusReport, style: Style): string {
       n.heartbeat_age_ms === null ? null : ago(n.heartbeat_age_ms),
       n.groups === null ? 'all' : n.groups.length === 0 ? 'none (pmjqctl run)' : n.groups.join(','),
     ]), ['RUNNING', 'LOAD']).trimEnd());
+    for (const n of r.nodes) {
+      if (n.holds.length) out.push(paint(style, 'yellow', `held back on ${printable(n.node)}: ${n.holds.map(printable).join('; ')}`));
+    }
   }
   out.push('');
   const limit = (v: number | undefined): string | null => (v === undefined || v === 0 ? null : String(v));

@@ -10,6 +10,7 @@
 //   pmjq_node_heartbeat_age_seconds{node}  age of its heartbeat by the filesystem's clock
 //   pmjq_node_running_jobs{node}           jobs in its claimed area
 //   pmjq_node_load1{node}                  1-minute load average from its heartbeat
+//   pmjq_node_barrier_held{node,barrier}   1 while a barrier holds the node's queued jobs back (node, group G, cluster G, paused G)
 //   pmjq_nodes{state}                      IDLE, PROCESSING, STOPPING, FENCED, STARTING, STALE
 //   pmjq_group_paused{group}, pmjq_paused_all
 //   pmjq_group_limit{group,limit}          max, cluster_max, load, cpu, retries, timeout_seconds, backoff_seconds
@@ -21,10 +22,9 @@
 // what the history holds now, so when old records are rotated away the
 // counts go down (Prometheus treats that as a counter reset).
 //
-// Barrier holds (load/CPU) are not published: the daemons log them
-// (barrier-hold / barrier-release) but their heartbeats do not carry them, so
-// a server reading the spool cannot know them. Pauses, the holds pmjqctl
-// sets, are pmjq_group_paused and pmjq_paused_all.
+// Barrier holds come from the live nodes' heartbeats, so they are as fresh
+// as the last heartbeat (every few seconds); the daemons log each hold and
+// release as it happens (barrier-hold / barrier-release).
 
 import client from 'prom-client';
 import { readState, type SpoolState } from '../control/state.js';
@@ -38,7 +38,7 @@ const NODE_STATES = ['IDLE', 'PROCESSING', 'STOPPING', 'FENCED', 'STARTING', 'ST
 
 export const METRIC_NAMES = [
   'pmjq_jobs', 'pmjq_job_duration_seconds', 'pmjq_claim_latency_seconds', 'pmjq_node_up',
-  'pmjq_node_heartbeat_age_seconds', 'pmjq_node_running_jobs', 'pmjq_node_load1', 'pmjq_nodes',
+  'pmjq_node_heartbeat_age_seconds', 'pmjq_node_running_jobs', 'pmjq_node_load1', 'pmjq_node_barrier_held', 'pmjq_nodes',
   'pmjq_group_paused', 'pmjq_paused_all', 'pmjq_group_limit', 'pmjq_kill_requests',
   'pmjq_history_unreadable_lines', 'pmjq_state_read_seconds',
 ] as const;
@@ -52,6 +52,7 @@ export class Metrics {
   private readonly nodeAge: client.Gauge;
   private readonly nodeRunning: client.Gauge;
   private readonly nodeLoad: client.Gauge;
+  private readonly nodeHeld: client.Gauge;
   private readonly nodes: client.Gauge;
   private readonly groupPaused: client.Gauge;
   private readonly pausedAll: client.Gauge;
@@ -75,6 +76,7 @@ export class Metrics {
     this.nodeAge = new client.Gauge({ name: 'pmjq_node_heartbeat_age_seconds', help: 'Age of the node\'s heartbeat by the shared filesystem\'s clock', labelNames: ['node'], registers: r });
     this.nodeRunning = new client.Gauge({ name: 'pmjq_node_running_jobs', help: 'Jobs in the node\'s claimed area', labelNames: ['node'], registers: r });
     this.nodeLoad = new client.Gauge({ name: 'pmjq_node_load1', help: '1-minute load average from the node\'s heartbeat', labelNames: ['node'], registers: r });
+    this.nodeHeld = new client.Gauge({ name: 'pmjq_node_barrier_held', help: '1 while a barrier (node, group G, cluster G, paused G) holds the node\'s queued jobs back', labelNames: ['node', 'barrier'], registers: r });
     this.nodes = new client.Gauge({ name: 'pmjq_nodes', help: 'Nodes by state', labelNames: ['state'], registers: r });
     this.groupPaused = new client.Gauge({ name: 'pmjq_group_paused', help: '1 when no node claims jobs of the group (pmjqctl pause)', labelNames: ['group'], registers: r });
     this.pausedAll = new client.Gauge({ name: 'pmjq_paused_all', help: '1 when every group is paused', registers: r });
@@ -99,7 +101,7 @@ export class Metrics {
   }
 
   update(s: SpoolState): void {
-    for (const m of [this.jobs, this.nodeUp, this.nodeAge, this.nodeRunning, this.nodeLoad, this.nodes, this.groupPaused, this.groupLimit]) m.reset();
+    for (const m of [this.jobs, this.nodeUp, this.nodeAge, this.nodeRunning, this.nodeLoad, this.nodeHeld, this.nodes, this.groupPaused, this.groupLimit]) m.reset();
     this.duration.reset();
     this.latency.reset();
 
@@ -136,6 +138,7 @@ export class Metrics {
       if (n.heartbeat_age_ms !== null) this.nodeAge.set({ node: n.node }, n.heartbeat_age_ms / 1000);
       this.nodeRunning.set({ node: n.node }, n.jobs.length);
       if (n.load !== null) this.nodeLoad.set({ node: n.node }, n.load);
+      for (const h of n.holds) this.nodeHeld.set({ node: n.node, barrier: h.slice(0, Math.max(0, h.indexOf(':'))) || h }, 1);
     }
     this.pausedAll.set(s.control.pauseAll ? 1 : 0);
     this.kills.set(s.control.kills.length);

@@ -70,7 +70,7 @@ export class Finisher {
           record.log = names.display(logDst);
         }
         const jsonDst = Buffer.concat([base ?? logDst.subarray(0, logDst.length - 4), Buffer.from('.json')]);
-        writeNew(jsonDst, JSON.stringify(record, null, 2) + '\n');
+        writeNew(jsonDst, JSON.stringify(record, null, 2) + '\n', stagingPath(dest, meta.id, 'record'));
         wroteJson = jsonDst;
         this.appendHistory(record);
         if (base !== null) fs.unlinkSync(job.file);
@@ -291,7 +291,9 @@ export class Finisher {
   /** Remove the staging copies of a job whose entry is whole or undone (best effort: a leftover is only a hidden copy). */
   dropStaging(id: string): void {
     for (const dest of this.dests()) {
-      try { fs.unlinkSync(stagingPath(dest, id)); } catch { /* none, or out of reach */ }
+      for (const what of ['file', 'record'] as const) {
+        try { fs.unlinkSync(stagingPath(dest, id, what)); } catch { /* none, or out of reach */ }
+      }
     }
   }
 
@@ -371,22 +373,23 @@ export function endedOutcome(e: NonNullable<JobMeta['ended']>): Outcome {
   };
 }
 
-/** Create a file that must not exist yet; a partial file (ENOSPC mid-write) is removed. */
-function writeNew(file: Buffer, data: string): void {
-  const fd = fs.openSync(file, 'wx');
+/**
+ * Create a record that must not exist yet, whole or not at all: written under
+ * a staging name, then linked into place, so that a reader (or a watcher of
+ * the archive) never sees it half written.
+ */
+function writeNew(file: Buffer, data: string, staging: string): void {
   try {
-    fs.writeFileSync(fd, data);
-  } catch (err) {
-    fs.closeSync(fd);
-    try { fs.unlinkSync(file); } catch { /* gone */ }
-    throw err;
+    fs.writeFileSync(staging, data);
+    fs.linkSync(staging, file);
+  } finally {
+    try { fs.unlinkSync(staging); } catch { /* never made */ }
   }
-  fs.closeSync(fd);
 }
 
-/** Where a job file is copied before it is linked into an archive on another filesystem. */
-function stagingPath(dest: string, id: string): string {
-  return path.join(dest, `.pmjq-staging.${id}`);
+/** Where a job's file (copied from another filesystem) or record is written before it is linked into the archive. */
+function stagingPath(dest: string, id: string, what: 'file' | 'record' = 'file'): string {
+  return path.join(dest, what === 'file' ? `.pmjq-staging.${id}` : `.pmjq-staging.${id}.json`);
 }
 
 /** Copy `src` whole to `dst`, replacing a partial copy a dead node left there; the mode follows. */

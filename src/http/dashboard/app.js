@@ -155,7 +155,7 @@
   function renderNodes(snap) {
     const body = $('#nodes tbody');
     if (snap.status.nodes.length === 0) {
-      body.replaceChildren(el('tr', {}, el('td', { colspan: 8, class: 'muted' }, 'No node serves this spool (start one with: pmjq SPOOL).')));
+      body.replaceChildren(el('tr', {}, el('td', { colspan: 9, class: 'muted' }, 'No node serves this spool (start one with: pmjq SPOOL).')));
       return;
     }
     body.replaceChildren(...snap.status.nodes.map((n) => el('tr', { dataset: { node: n.node, live: String(n.live) } },
@@ -164,6 +164,7 @@
       el('td', { class: 'num' }, n.jobs.length),
       el('td', { class: 'num' }, n.slots === null ? '–' : n.slots === 0 ? '∞' : n.slots),
       el('td', { class: 'num' }, n.load === null ? '–' : n.load.toFixed(2)),
+      el('td', { class: 'holds' }, ...(n.holds.length ? n.holds.map((h) => el('span', { class: 'badge badge-warn', title: h }, h.slice(0, h.indexOf(':')) || h)) : ['–'])),
       el('td', { class: 'muted', dataset: { hb: n.heartbeat || '' } }, n.heartbeat ? `${human(now() - Date.parse(n.heartbeat))} ago` : (n.stale_reason || '–')),
       el('td', {}, n.groups === null ? 'all' : n.groups.join(', ')),
       el('td', { class: 'muted' }, n.version || '–'),
