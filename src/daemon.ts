@@ -186,7 +186,9 @@ export class Daemon {
     setInterval(prune, 3_600_000).unref();
 
     this.installSignals();
-    this.scanner.scanAll();
+    // the first scan looks at every queued file once: it yields to the event
+    // loop, so that a SIGTERM during a long one is acted on at once
+    if (!(await this.scanner.scanAllYielding(() => this.stopping))) return done;
     this.refreshSettings();
     this.readControl();
     if (!o.once) {

@@ -39,6 +39,8 @@ export class Scanner {
   private readonly retryEntries = new Map<string, Candidate>();
   /** passes so far: each stamps the entries it lists */
   private scans = 0;
+  /** a yielding scan is under way: no other scan may interleave with it (its sweep would drop their stamps) */
+  private scanning = false;
 
   constructor(
     private readonly layout: Layout,
@@ -51,44 +53,40 @@ export class Scanner {
 
   /** Rescan everything: top level, every group, the retry area. */
   scanAll(): void {
-    const scan = ++this.scans;
-    const groupsNow = new Set<string>(['']);
-    // the top level is the group "default": served only if --groups names it
-    const top = this.serves(groupOf('')) ? this.dirs.get('') ?? this.addDir('') : null;
-    let listed = 0;
-    const ok = this.list('', (d) => {
-      if (isHidden(d.name)) return;
-      if (d.isDirectory()) {
-        const bytes = names.fromKey(d.name);
-        const dir = names.display(bytes);
-        if (names.isUtf8(bytes) && !dir.includes('\n')) groupsNow.add(dir);
-      } else if (top !== null && this.visit('', top, d.name, scan)) {
-        listed++;
+    if (this.scanning) return; // a yielding scan is under way and covers it
+    for (const _ of this.steps()) { /* all at once */ }
+  }
+
+  /**
+   * The same scan, giving the event loop a turn every few hundred files
+   * looked at: the first scan of a big backlog lstat's every file (seconds
+   * for 100 000 queued jobs) and a signal must not wait for it. Returns false
+   * if `stop()` ended it early.
+   */
+  async scanAllYielding(stop: () => boolean): Promise<boolean> {
+    this.scanning = true;
+    try {
+      let n = 0;
+      for (const _ of this.steps()) {
+        if (++n % 256 !== 0) continue;
+        await new Promise((resolve) => setImmediate(resolve));
+        if (stop()) return false;
       }
-    });
-    if (!ok) return;
-    if (top !== null) this.sweep(top, listed, scan);
-    for (const dir of [...this.dirs.keys()]) {
-      if (!groupsNow.has(dir)) this.forgetDir(dir);
+      return true;
+    } finally {
+      this.scanning = false;
     }
-    for (const dir of groupsNow) {
-      if (dir === '') continue;
-      if (!this.dirs.has(dir)) this.events.groupSeen(dir, true);
-      if (!this.serves(groupOf(dir))) { this.dirs.set(dir, { entries: new Map() }); continue; }
-      this.scanGroup(dir, scan);
-    }
-    this.scanRetry();
   }
 
   /** Rescan one directory (a watcher saw something there). */
   scanDir(dir: string): void {
-    if (!this.serves(groupOf(dir))) return;
+    if (this.scanning || !this.serves(groupOf(dir))) return;
     if (dir === '') { this.scanAll(); return; }
     if (!this.dirs.has(dir)) {
       try { if (!fs.statSync(this.layout.groupDir(dir)).isDirectory()) return; } catch { return; }
       this.events.groupSeen(dir, true);
     }
-    if (!this.scanGroup(dir, ++this.scans)) this.forgetDir(dir);
+    for (const _ of this.pass(dir, this.dirs.get(dir) ?? this.addDir(dir), ++this.scans)) { /* all at once */ }
   }
 
   /** A watcher reported one name: look at it without reading the whole directory. */
@@ -131,15 +129,30 @@ export class Scanner {
     if (dir !== '') this.events.groupSeen(dir, false);
   }
 
-  /** One group directory: every name listed is visited, then those not listed are swept. False if it is gone. */
-  private scanGroup(dir: string, scan: number): boolean {
-    const state = this.dirs.get(dir) ?? this.addDir(dir);
-    let listed = 0;
-    const ok = this.list(dir, (d) => {
-      if (!isHidden(d.name) && this.visit(dir, state, d.name, scan)) listed++;
+  /** The full scan: one step per file looked at (lstat). */
+  private *steps(): Generator<void, void> {
+    const scan = ++this.scans;
+    const groupsNow = new Set<string>(['']);
+    // the top level is the group "default": served only if --groups names it
+    const top = this.serves(groupOf('')) ? this.dirs.get('') ?? this.addDir('') : null;
+    const ok = yield* this.pass('', top, scan, (d) => {
+      if (!d.isDirectory()) return false;
+      const bytes = names.fromKey(d.name);
+      const dir = names.display(bytes);
+      if (names.isUtf8(bytes) && !dir.includes('\n')) groupsNow.add(dir);
+      return true;
     });
-    if (ok) this.sweep(state, listed, scan);
-    return ok;
+    if (!ok) return;
+    for (const dir of [...this.dirs.keys()]) {
+      if (!groupsNow.has(dir)) this.forgetDir(dir);
+    }
+    for (const dir of groupsNow) {
+      if (dir === '') continue;
+      if (!this.dirs.has(dir)) this.events.groupSeen(dir, true);
+      if (!this.serves(groupOf(dir))) { this.dirs.set(dir, { entries: new Map() }); continue; }
+      yield* this.pass(dir, this.dirs.get(dir) ?? this.addDir(dir), scan);
+    }
+    this.scanRetry();
   }
 
   // A directory is read as a stream of entries, not as readdirSync's array:
@@ -148,35 +161,42 @@ export class Scanner {
   // megabytes between major collections. Names are read as 'latin1' strings,
   // which are their map keys (one char per byte, lossless, see names.key).
 
-  /** Call visit for each entry of a directory; false if it cannot be read (a log line unless it is simply gone). */
-  private list(dir: string, visit: (d: fs.Dirent<string>) => void): boolean {
+  /**
+   * One pass over a directory: a known candidate listed is stamped (no
+   * stat); a new or ignored name is looked at (one step); then the names not
+   * listed are swept. `aside` takes the entries that are not names to visit
+   * (the top level's group directories); `state` null: nothing is visited
+   * (a top level whose group this node does not serve). False if the
+   * directory cannot be read (a log line unless it is simply gone).
+   */
+  private *pass(dir: string, state: DirState | null, scan: number, aside?: (d: fs.Dirent<string>) => boolean): Generator<void, boolean> {
+    const where = this.layout.groupDir(dir);
     let handle: fs.Dir;
     try {
-      handle = fs.opendirSync(this.layout.groupDir(dir), { encoding: 'latin1', bufferSize: 1024 });
+      handle = fs.opendirSync(where, { encoding: 'latin1', bufferSize: 1024 });
     } catch (err) {
-      if (!isErrno(err, 'ENOENT', 'ENOTDIR')) this.log.warn('scan-failed', { dir: this.layout.groupDir(dir), error: errText(err) });
+      if (!isErrno(err, 'ENOENT', 'ENOTDIR')) this.log.warn('scan-failed', { dir: where, error: errText(err) });
       return false;
     }
+    let listed = 0;
     try {
-      for (let d = handle.readSync(); d !== null; d = handle.readSync()) visit(d as fs.Dirent<string>);
+      for (let d = handle.readSync() as fs.Dirent<string> | null; d !== null; d = handle.readSync() as fs.Dirent<string> | null) {
+        if (isHidden(d.name) || aside?.(d) || state === null) continue;
+        const k = d.name;
+        const seen = state.entries.get(k);
+        if (seen !== undefined && !isIgnored(seen)) { seen.listed = scan; listed++; continue; }
+        this.examine(dir, state, names.fromKey(k), k, scan);
+        if (state.entries.get(k)?.listed === scan) listed++;
+        yield;
+      }
     } catch (err) {
-      this.log.warn('scan-failed', { dir: this.layout.groupDir(dir), error: errText(err) });
+      this.log.warn('scan-failed', { dir: where, error: errText(err) });
       return false;
     } finally {
       handle.closeSync();
     }
+    if (state !== null) this.sweep(state, listed, scan);
     return true;
-  }
-
-  /**
-   * A listed name: a known candidate is stamped (no stat); a new or ignored
-   * name is looked at. True if the name is now an entry stamped by this scan.
-   */
-  private visit(dir: string, state: DirState, k: string, scan: number): boolean {
-    const seen = state.entries.get(k);
-    if (seen !== undefined && !isIgnored(seen)) { seen.listed = scan; return true; }
-    this.examine(dir, state, names.fromKey(k), k, scan);
-    return state.entries.get(k)?.listed === scan;
   }
 
   /** Forget the names a scan did not list (claimed by another node, removed): none if every entry was. */
