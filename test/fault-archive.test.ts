@@ -218,13 +218,16 @@ async function killAtSyscall(t: Test, pid: number, syscall: string, nth: number)
 // and the job runs again: no orphan copy, no file without its record (a
 // kill9 CI round once left one). A whole entry (record written, only the
 // claimed file not yet unlinked) is kept and the job is not run again.
-interface Cut { what: string; otherFs: boolean; syscall: string; nth: number; leaves: string[]; whole: boolean }
+// (nth counts the daemon's calls of that syscall from the moment strace
+// attaches, in the order finish.ts makes them; `leaves` checks that the
+// count hit the intended point.)
+interface Cut { what: string; otherFs: boolean; syscall: string; nth: number; leaves: string[]; historyLine: boolean; whole: boolean }
 const cuts: Cut[] = [
-  { what: 'the entry linked to the staging copy, the log not yet moved', otherFs: true, syscall: 'link', nth: 3, leaves: ['staging copy', 'entry'], whole: false },
-  { what: 'the log copied beside it, the record not yet written', otherFs: true, syscall: 'unlink', nth: 2, leaves: ['staging copy', 'entry', 'log'], whole: false },
-  { what: 'the record linked into place, no history line yet', otherFs: true, syscall: 'unlink', nth: 3, leaves: ['staging copy', 'entry', 'log', 'record'], whole: true },
-  { what: 'the record and history line written, the claimed file not yet unlinked', otherFs: true, syscall: 'unlink', nth: 4, leaves: ['staging copy', 'entry', 'log', 'record'], whole: true },
-  { what: 'the record and history line written, the claimed file not yet unlinked', otherFs: false, syscall: 'unlink', nth: 3, leaves: ['entry', 'log', 'record'], whole: true },
+  { what: 'the entry linked to the staging copy, the log not yet moved', otherFs: true, syscall: 'link', nth: 3, leaves: ['staging copy', 'entry'], historyLine: false, whole: false },
+  { what: 'the log copied beside it, the record not yet written', otherFs: true, syscall: 'unlink', nth: 2, leaves: ['staging copy', 'entry', 'log'], historyLine: false, whole: false },
+  { what: 'the record linked into place, no history line yet', otherFs: true, syscall: 'unlink', nth: 4, leaves: ['staging copy', 'entry', 'log', 'record'], historyLine: false, whole: true },
+  { what: 'the record and history line written, the claimed file not yet unlinked', otherFs: true, syscall: 'unlink', nth: 5, leaves: ['staging copy', 'entry', 'log', 'record'], historyLine: true, whole: true },
+  { what: 'the record and history line written, the claimed file not yet unlinked', otherFs: false, syscall: 'unlink', nth: 4, leaves: ['entry', 'log', 'record'], historyLine: true, whole: true },
 ];
 for (const c of cuts) {
   const where = c.otherFs ? 'archive on another filesystem' : 'archive on the spool\'s filesystem';
@@ -252,6 +255,8 @@ for (const c of cuts) {
       left.some((f) => f.endsWith('-cut-job.json')) ? 'record' : null,
     ].filter(Boolean);
     t.same(found, c.leaves, `it left ${c.leaves.join(', ')} in the archive`);
+    const lines = history(spool).filter((r) => r.name === 'cut-job' && r.status === 'done').length;
+    t.equal(lines, c.historyLine ? 1 : 0, c.historyLine ? 'and its history line' : 'and no history line yet');
 
     const q = start(t, BIN.pmjq, args);
     await q.waitLine(/ event=start /, 30_000);

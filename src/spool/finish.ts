@@ -379,8 +379,10 @@ export function endedOutcome(e: NonNullable<JobMeta['ended']>): Outcome {
  * the archive) never sees it half written.
  */
 function writeNew(file: Buffer, data: string, staging: string): void {
+  // unlinked, not overwritten: a leftover may be linked to a record already
+  try { fs.unlinkSync(staging); } catch { /* none */ }
   try {
-    fs.writeFileSync(staging, data);
+    fs.writeFileSync(staging, data, { flag: 'wx' });
     fs.linkSync(staging, file);
   } finally {
     try { fs.unlinkSync(staging); } catch { /* never made */ }
