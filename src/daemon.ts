@@ -193,7 +193,7 @@ export class Daemon {
     this.readControl();
     if (!o.once) {
       this.watcher = new Watcher(this.layout.spool, this.mode, o.pollMs, {
-        entry: (dir, name) => this.scanner.hint(dir, Buffer.from(name)),
+        entry: (dir, name) => this.scanner.hint(dir, name),
         group: (dir) => { this.scanner.scanDir(dir); this.pump(); },
         rescan: () => this.rescan(),
         error: (err) => this.log.warn('watch-error', { error: errText(err) }),

@@ -58,6 +58,25 @@ t.test('inotify: a name that was just claimed is noticed again when dropped agai
   t.equal(await p.exited, 0);
 });
 
+t.test('inotify: jobs whose names are not UTF-8 are picked up at once, at the top level and in a group', async (t) => {
+  const { spool, archive } = scratch(t);
+  const grp = path.join(spool, 'g');
+  fs.mkdirSync(grp);
+  const p = start(t, BIN.pmjq, [...ROOT_ARGS, '--poll', '60s', '-o', archive, spool]);
+  await p.waitLine(/event=start /);
+  await waitWatching(p.child.pid!, spool);
+  await waitWatching(p.child.pid!, grp);
+  // latin1 bytes, invalid as UTF-8: the event's name must arrive as bytes, or only the rescan (a minute here) finds them
+  for (const [dir, name] of [[spool, Buffer.from([0x6a, 0xff, 0xfe, 0x01])], [grp, Buffer.from([0xe9, 0x74, 0xe9])]] as const) {
+    const t0 = Date.now();
+    dropJob(dir, name, '#!/bin/sh\necho odd name\n');
+    await waitFor(`the job ${JSON.stringify(name.toString('latin1'))} archived`, () => archivedRaw(archive).some((e) => e.name.equals(name)), PICKUP_MS);
+    t.pass(`${dir === spool ? 'top level' : 'group g'}: ${name.toString('hex')} picked up in ${Date.now() - t0} ms`);
+  }
+  p.child.kill('SIGTERM');
+  t.equal(await p.exited, 0);
+});
+
 t.test('--watch poll --poll 200ms: jobs are found by rescanning', async (t) => {
   const { spool, archive } = scratch(t);
   const p = start(t, BIN.pmjq, [...ROOT_ARGS, '--watch', 'poll', '--poll', '200ms', '-o', archive, spool]);

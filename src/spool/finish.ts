@@ -58,7 +58,8 @@ export class Finisher {
     // a sub-job's script belongs to its job tree: it is run, never moved
     const isSub = meta.script !== undefined;
     if (dest !== undefined) {
-      const base = isSub ? null : this.archiveJobFile(job, dest, outcome.finished);
+      const linked = isSub ? null : this.archiveJobFile(job, dest, outcome.finished);
+      const base = linked?.base ?? null;
       let movedLog: Buffer | null = null;
       let wroteJson: Buffer | null = null;
       try {
@@ -87,7 +88,7 @@ export class Finisher {
         throw err;
       }
       // the entry is whole: a staging copy (archive on another filesystem) has done its work
-      this.dropStaging(meta.id);
+      if (linked?.staged) this.dropStaging(meta.id);
     } else {
       if (!isSub) try { fs.unlinkSync(job.file); } catch (err) { if (!isErrno(err, 'ENOENT')) throw err; }
       const done = this.layout.doneRoot;
@@ -265,7 +266,7 @@ export class Finisher {
    * and the claimed file gone, so a node that dies in between leaves an
    * entry that recovery finds by inode (settleHalfArchived), not an orphan.
    */
-  private archiveJobFile(job: ClaimedJob, dest: string, when: Date): Buffer | null {
+  private archiveJobFile(job: ClaimedJob, dest: string, when: Date): { base: Buffer; staged: boolean } | null {
     let src: PathLike = job.file;
     for (let n = 0; ; n++) {
       const base = archiveName(dest, job.meta, when, n, '.json'.length);
@@ -276,7 +277,7 @@ export class Finisher {
         // once its log and record are beside it in the archive (finish), so
         // a node dying in between leaves a job that recovery can undo and rerun
         fs.linkSync(src, base);
-        return base;
+        return { base, staged: src !== job.file };
       } catch (err) {
         if (isErrno(err, 'EEXIST')) continue;
         if (isErrno(err, 'ENOENT') && !exists(job.file)) return null;

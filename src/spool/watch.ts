@@ -11,6 +11,7 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
+import * as names from './names.js';
 
 export type WatchMode = 'inotify' | 'poll';
 
@@ -48,8 +49,8 @@ export function detectWatchMode(dir: string): { mode: WatchMode; fsType: string 
 }
 
 export interface WatchEvents {
-  /** a new entry NAME in spool-relative DIR ('' = top level) */
-  entry(dir: string, name: string): void;
+  /** a new entry NAME (its bytes) in spool-relative DIR ('' = top level) */
+  entry(dir: string, name: Buffer): void;
   /** a new directory at the top level (a group) */
   group(dir: string): void;
   /** time for the periodic rescan */
@@ -91,7 +92,8 @@ export class Watcher {
     const full = dir === '' ? this.spool : path.join(this.spool, dir);
     let w: fs.FSWatcher;
     try {
-      w = fs.watch(full, { persistent: true }, (_event, name) => this.onEvent(dir, name));
+      // names as bytes: a name that is not UTF-8 would come back mangled as a string
+      w = fs.watch(full, { persistent: true, encoding: 'buffer' }, (_event, name) => this.onEvent(dir, name));
     } catch (err) {
       // a group removed meanwhile, or unreadable: nothing to watch; anything else (ENOSPC: out of inotify watches) is said
       if (!isGone(err)) this.events.error(err as Error);
@@ -113,7 +115,7 @@ export class Watcher {
   }
 
   /** Every entry created, moved in or changed is a hint: a name already known costs the scanner nothing. */
-  private onEvent(dir: string, name: string | Buffer | null): void {
+  private onEvent(dir: string, name: Buffer | null): void {
     if (this.stopped) return;
     if (name === null) {
       // no name (the event queue overflowed): look at the whole directory
@@ -121,24 +123,25 @@ export class Watcher {
       else this.events.group(dir);
       return;
     }
-    const n = name.toString();
-    if (n.startsWith('.')) return;
-    if (dir !== '') { this.events.entry(dir, n); return; }
+    if (name[0] === 0x2e) return; // hidden: '.'
+    if (dir !== '') { this.events.entry(dir, name); return; }
     // at the top level an entry is a job or a group directory
     let st: fs.Stats | undefined;
     try {
-      st = fs.lstatSync(path.join(this.spool, n), { throwIfNoEntry: false });
+      st = fs.lstatSync(names.join(this.spool, name), { throwIfNoEntry: false });
     } catch {
       st = undefined;
     }
+    // a group's name is UTF-8 (scan.ts): other directories are left to the scanner
+    const group = names.isUtf8(name) ? names.display(name) : null;
     if (st === undefined) {
       // gone (claimed, removed): a group directory that went is watched no more
-      this.unwatch(n);
+      if (group !== null) this.unwatch(group);
     } else if (st.isDirectory()) {
-      if (!this.watches.has(n) && this.watchDir(n)) this.events.group(n);
+      if (group !== null && !group.includes('\n') && !this.watches.has(group) && this.watchDir(group)) this.events.group(group);
     } else {
-      this.unwatch(n);
-      this.events.entry('', n);
+      if (group !== null) this.unwatch(group);
+      this.events.entry('', name);
     }
   }
 
