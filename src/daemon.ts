@@ -471,6 +471,7 @@ export class Daemon {
     // a cluster slot taken for a candidate that another node claimed first goes back
     for (const g of this.groups.all()) {
       if (g.slot !== undefined && g.peek() === undefined) { this.slots.release(g.slot); g.slot = undefined; }
+      if (g.peek() === undefined) this.slots.unwait(g.name);
     }
     const waiting = this.groups.all().some((g) => g.peek() !== undefined);
     // a barrier may lift without any event: look again in a second
@@ -494,12 +495,18 @@ export class Daemon {
     this.holds.release(`group ${g.name}`);
     const clusterMax = s.cluster_max;
     if (clusterMax && g.slot === undefined) {
+      if (g.slotTurnAt !== undefined && Date.now() < g.slotTurnAt) return false; // a waiting node's turn (the next rescan tries again)
       try {
         g.slot = this.slots.acquire(g.name, clusterMax, this.ids.next()) ?? undefined;
       } catch (err) {
         this.log.error('slot-failed', { group: g.name, error: errText(err) });
       }
-      if (g.slot === undefined) { this.holds.hold(`cluster ${g.name}`, `cluster_max ${clusterMax} reached`, g.queue.size); return false; }
+      if (g.slot === undefined) {
+        this.slots.wait(g.name);
+        this.holds.hold(`cluster ${g.name}`, `cluster_max ${clusterMax} reached`, g.queue.size);
+        return false;
+      }
+      this.slots.unwait(g.name);
       this.holds.release(`cluster ${g.name}`);
     }
     return true;
@@ -641,7 +648,11 @@ export class Daemon {
       return;
     }
     this.notReadyTries.delete(id);
-    if (r.slot) this.slots.release(r.slot);
+    if (r.slot) {
+      this.slots.release(r.slot);
+      // another node waits for this group's slots: let it have this one
+      if (this.slots.othersWait(r.group.name)) r.group.slotTurnAt = Date.now() + this.opts.pollMs * (1 + Math.random());
+    }
     const status: JobStatus =
       end.reason === 'exit' ? (end.exitCode === 0 ? 'done' : 'failed') : end.reason;
     const outcome: Outcome = { status, exitCode: end.exitCode, signal: end.signal, started: end.started, finished: end.finished };
@@ -860,6 +871,7 @@ export class Daemon {
     for (const id of [...this.subs.keys()]) this.killJob(id);
     for (const b of this.busy.values()) { clearTimeout(b.timer); if (b.slot) this.slots.release(b.slot); this.requeueBusy(b.job); }
     for (const g of this.groups.all()) if (g.slot !== undefined) { this.slots.release(g.slot); g.slot = undefined; }
+    this.slots.unwaitAll();
     this.busy.clear();
     if (this.running.size > 0) {
       const grace = setTimeout(() => this.interruptAll(), this.opts.graceMs);

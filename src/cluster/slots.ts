@@ -3,13 +3,23 @@
 // there whose target names the holder (NODE/JOBID): creation is atomic on
 // every filesystem including NFS (EEXIST when taken), and readlink tells
 // who holds it in one call, so a dead node's slots can be freed.
+//
+// Fair turns: the node that frees a slot learns of it first and would take it
+// back at once for its next queued job, again and again, while the others
+// only try on their next poll. So a node that found every slot taken says so
+// with a marker (GROUP/.waiting.NODE) until it gets one, and a node freeing a
+// slot while others wait lets them have it for a poll interval.
 
 import fs from 'node:fs';
 import path from 'node:path';
 import { isErrno } from '../util/fsx.js';
 
+const WAITING = '.waiting.';
+
 export class Slots {
   readonly root: string;
+  /** groups whose waiting marker this node has put down */
+  private readonly waitingIn = new Set<string>();
 
   constructor(stateDir: string, private readonly node: string) {
     this.root = path.join(stateDir, 'slots');
@@ -36,6 +46,33 @@ export class Slots {
     try { fs.unlinkSync(slot); } catch { /* freed by a recovering node */ }
   }
 
+  /** This node waits for a slot of `group` (all were taken): others freeing one give it a turn. */
+  wait(group: string): void {
+    if (this.waitingIn.has(group)) return;
+    try {
+      fs.writeFileSync(path.join(this.root, group, `${WAITING}${this.node}`), '');
+      this.waitingIn.add(group);
+    } catch { /* no turn asked for: it still gets slots, just not first */ }
+  }
+
+  /** This node no longer waits for `group` (it got a slot, or has nothing queued there). */
+  unwait(group: string): void {
+    if (!this.waitingIn.delete(group)) return;
+    try { fs.unlinkSync(path.join(this.root, group, `${WAITING}${this.node}`)); } catch { /* gone */ }
+  }
+
+  /** Whether another node waits for a slot of `group`. */
+  othersWait(group: string): boolean {
+    try {
+      return fs.readdirSync(path.join(this.root, group)).some((f) => f.startsWith(WAITING) && f !== `${WAITING}${this.node}`);
+    } catch { return false; }
+  }
+
+  /** Take back every waiting marker (stopping). */
+  unwaitAll(): void {
+    for (const g of [...this.waitingIn]) this.unwait(g);
+  }
+
   /** Free every slot held by `node` (it is dead). */
   releaseNode(node: string): number {
     let freed = 0;
@@ -46,6 +83,8 @@ export class Slots {
       try { slots = fs.readdirSync(path.join(this.root, g)); } catch { continue; }
       for (const s of slots) {
         const p = path.join(this.root, g, s);
+        if (s === `${WAITING}${node}`) { try { fs.unlinkSync(p); } catch { /* gone */ } continue; }
+        if (s.startsWith('.')) continue;
         try {
           if (fs.readlinkSync(p).split('/')[0] === node) { fs.unlinkSync(p); freed++; }
         } catch { /* gone */ }
@@ -56,6 +95,6 @@ export class Slots {
 
   /** How many of a group's slots are taken (for status). */
   taken(group: string): number {
-    try { return fs.readdirSync(path.join(this.root, group)).length; } catch { return 0; }
+    try { return fs.readdirSync(path.join(this.root, group)).filter((f) => !f.startsWith('.')).length; } catch { return 0; }
   }
 }

@@ -31,6 +31,8 @@ export class Group {
   protocolSettings: GroupSettings = {};
   /** a cluster_max slot taken for the next job of this group */
   slot?: string;
+  /** having freed a slot that another node waits for: take none before this time (ms) */
+  slotTurnAt?: number;
 
   constructor(readonly name: string) {}
 
