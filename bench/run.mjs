@@ -321,7 +321,7 @@ async function until(what, cond, timeoutMs, everyMs = 50) {
 
 /** Names of job files (not .log/.json) in an archive directory. */
 function archivedJobs(dir) {
-  return fs.readdirSync(dir).filter((f) => !f.endsWith('.log') && !f.endsWith('.json'));
+  return fs.readdirSync(dir).filter((f) => !f.startsWith('.') && !f.endsWith('.log') && !f.endsWith('.json'));
 }
 
 function logTail(file, n = 15) {

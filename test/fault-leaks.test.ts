@@ -10,8 +10,12 @@
 //   a few MiB above its warm-up level; a leak of even 1 KiB per job would
 //   add 3 MiB per 3 000 jobs and 10 MiB per 10 000, and the per-job objects
 //   (a candidate, a claimed job, a process, a channel: several KiB each)
-//   would add tens of MiB — so the bound is also checked per job: growth
-//   per job under 4 KiB (soak: the same bound over 10 000 jobs).
+//   would add tens of MiB. In soak mode the bound is also checked per job:
+//   growth under 4 KiB per job over 9 700 jobs (38 MiB). Over CI's 1 700
+//   jobs that is 7 MiB, less than the sawtooth of V8's collections (the
+//   daemon runs with --optimize-for-size: a smaller heap, grown and
+//   collected in smaller steps, 90–104 MiB in one CI run): there the 24 MiB
+//   bound stands alone, and catches a leak of the per-job objects.
 //
 // CI: 2 000 jobs (3 000 do not fit in tap's 180 s per file on a loaded 2-core
 // machine); PMJQ_SOAK=1: 10 000.
@@ -68,7 +72,9 @@ t.test(`${TOTAL} jobs through one daemon: its descriptors and memory return to t
   t.ok(Math.abs(end.fds - base.fds) <= 2, `open descriptors back to the baseline: ${base.fds} -> ${end.fds}`);
   const growth = end.rss - base.rss;
   t.ok(growth <= 24 * 1024, `RSS within baseline + 24 MiB: ${(base.rss / 1024).toFixed(1)} -> ${(end.rss / 1024).toFixed(1)} MiB`);
-  t.ok(growth * 1024 / (TOTAL - WARMUP) < 4096, `growth per job under 4 KiB (${(growth * 1024 / (TOTAL - WARMUP)).toFixed(0)} bytes)`);
+  const perJob = `${(growth * 1024 / (TOTAL - WARMUP)).toFixed(0)} bytes of growth per job`;
+  if (SOAK) t.ok(growth * 1024 / (TOTAL - WARMUP) < 4096, `growth per job under 4 KiB (${perJob})`);
+  else t.comment(perJob);
   t.equal(eventLines(p.stderr(), 'job-end').length, 0, '(-q: no per-job lines)');
   t.notMatch(p.stderr(), /level=error/, 'no error logged');
 

@@ -132,10 +132,10 @@ export async function waitFor<T>(what: string, fn: () => T | undefined | null | 
   }
 }
 
-/** Archive entries (job files only, not .log/.json), by name without the timestamp prefix. */
+/** Archive entries (job files only, not .log/.json, not pmjq's hidden staging files), by name without the timestamp prefix. */
 export function archived(archive: string): { file: string; name: string }[] {
   return fs.readdirSync(archive)
-    .filter((f) => !f.endsWith('.log') && !f.endsWith('.json'))
+    .filter((f) => !f.startsWith('.') && !f.endsWith('.log') && !f.endsWith('.json'))
     .map((f) => ({ file: path.join(archive, f), name: f.replace(/^\d{8}T\d{6}\.\d{3}Z(\.\d+)?-/, '') }));
 }
 

@@ -392,7 +392,8 @@ function writeNew(file: Buffer, data: string, staging: string): void {
 
 /** Where a job's file (copied from another filesystem) or record is written before it is linked into the archive. */
 function stagingPath(dest: string, id: string, what: 'file' | 'record' = 'file'): string {
-  return path.join(dest, what === 'file' ? `.pmjq-staging.${id}` : `.pmjq-staging.${id}.json`);
+  // (no .json suffix: a watcher of the archive waiting for records must not take it for one)
+  return path.join(dest, what === 'file' ? `.pmjq-staging.${id}` : `.pmjq-staging.${id}.record`);
 }
 
 /** Copy `src` whole to `dst`, replacing a partial copy a dead node left there; the mode follows. */
