@@ -16,7 +16,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { BIN, ROOT_ARGS, jobProcesses, processesWithEnv, waitFor } from './helpers.js';
+import { BIN, ROOT_ARGS, field, jobProcesses, processesWithEnv, waitFor } from './helpers.js';
 
 interface TestLike {
   teardown(fn: () => unknown): void;
@@ -228,17 +228,8 @@ export async function startNode(t: TestWithResult, mount: string, args: string[]
 
 // ---- reading logs and reports ----
 
-/** The value of key=value in a text log line (JSON-quoted values unquoted). */
-export function field(line: string, key: string): string | undefined {
-  const m = new RegExp(`(?:^| )${key}=("(?:[^"\\\\]|\\\\.)*"|\\S*)`).exec(line);
-  if (!m) return undefined;
-  return m[1]!.startsWith('"') ? JSON.parse(m[1]!) as string : m[1];
-}
-
-/** Log lines of an event (exact name). */
-export function eventLines(text: string, name: string): string[] {
-  return text.split('\n').filter((l) => l.includes(` event=${name} `) || l.endsWith(` event=${name}`));
-}
+// field and eventLines: helpers.ts (re-exported here for the cluster tests)
+export { eventLines, field } from './helpers.js';
 
 /** Milliseconds since the epoch of a log line's leading ISO timestamp. */
 export function lineTime(line: string): number {

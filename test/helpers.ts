@@ -261,3 +261,15 @@ export const ISO_MS = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 export function openToAll(...dirs: string[]): void {
   for (const d of dirs) fs.chmodSync(d, 0o755);
 }
+
+/** The value of key=value in a text log line (JSON-quoted values unquoted). */
+export function field(line: string, key: string): string | undefined {
+  const m = new RegExp(`(?:^| )${key}=("(?:[^"\\\\]|\\\\.)*"|\\S*)`).exec(line);
+  if (!m) return undefined;
+  return m[1]!.startsWith('"') ? JSON.parse(m[1]!) as string : m[1];
+}
+
+/** Log lines of an event (exact name). */
+export function eventLines(text: string, name: string): string[] {
+  return text.split('\n').filter((l) => l.includes(` event=${name} `) || l.endsWith(` event=${name}`));
+}
