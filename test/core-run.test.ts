@@ -2,7 +2,6 @@
 // record (DESIGN §4); same-named jobs never overwrite each other; --once exit
 // codes; -e; the .pmjq/done retention without -o.
 
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -10,28 +9,12 @@ import t, { type Test } from 'tap';
 import {
   BIN, ISO_MS, RECORD_FIELDS, ROOT_ARGS, archivedRaw, dropJob, history, jobProcesses, readJson, run, scratch, start, waitFor, waitLines,
 } from './helpers.js';
+// a gate jobs wait at (`flock -s LOCK`): all waiting jobs are released in the same instant
+import { gate } from './cluster-helpers.js';
 
 type Rec = Record<string, unknown>;
 
 const HOST = os.hostname().replace(/[/\s]/g, '_') || 'localhost';
-
-/**
- * A gate jobs wait at: a process holds an exclusive flock on a file, jobs take
- * a shared lock (`flock -s`), so all waiting jobs are released in the same
- * instant when the holder exits — the way to make jobs finish together.
- */
-async function gate(t: Test, dir: string): Promise<{ lock: string; open(): void }> {
-  const lock = path.join(dir, 'gate.lock');
-  fs.writeFileSync(lock, '');
-  const holder = spawn('flock', ['-x', lock, '-c', 'echo locked; exec cat >/dev/null'], { stdio: ['pipe', 'pipe', 'inherit'], detached: true });
-  const exited = new Promise((r) => holder.once('exit', r));
-  t.teardown(async () => { try { process.kill(-holder.pid!, 'SIGKILL'); } catch { /* gone */ } await exited; });
-  await new Promise<void>((resolve, reject) => {
-    holder.stdout.once('data', () => resolve());
-    holder.once('exit', () => reject(new Error('flock holder exited early')));
-  });
-  return { lock, open: () => holder.stdin.end() };
-}
 
 /**
  * Open the gate while pmjq is stopped (SIGSTOP) and let it go on only once
