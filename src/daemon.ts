@@ -16,17 +16,19 @@ import { doneKill, readControl, type ControlState } from './control/requests.js'
 import { deadLocalNodes, recoverNode } from './cluster/recovery.js';
 import { Slots } from './cluster/slots.js';
 import type { DaemonOptions } from './options.js';
-import { JobProcess, type JobEnd } from './run/job-process.js';
+import type { JobProcess, JobEnd } from './run/job-process.js';
 import { loggerLevel, parseLevel } from './run/levels.js';
 import { Protocol, type EnqueueRequest } from './run/protocol.js';
-import { findSetpriv, lookupUser, type RunAs } from './run/privileges.js';
+import { closeInheritedDescriptors, launch, launcher, type Launcher } from './run/launch.js';
+import type { JobOwner } from './run/owner.js';
+import { ownerOf } from './run/privileges.js';
 import { Holds, LoadModel } from './schedule/barrier.js';
 import { Groups, type Group } from './schedule/groups.js';
 import { Hooks } from './schedule/hooks.js';
 import { SETTINGS_FILE, readSettingsFile } from './schedule/settings.js';
 import { Heap } from './util/heap.js';
 import type { Candidate } from './spool/candidate.js';
-import { claimFromRetry, claimFromSpool, claimSub, type ClaimedJob } from './spool/claim.js';
+import { ClaimRefused, claimFromRetry, claimFromSpool, claimSub, type ClaimedEntry, type ClaimedJob } from './spool/claim.js';
 import { Finisher, type Outcome } from './spool/finish.js';
 import { IdMaker, Layout, groupOf, makeNodeId } from './spool/layout.js';
 import * as names from './spool/names.js';
@@ -35,8 +37,8 @@ import { Scanner } from './spool/scan.js';
 import { Watcher, detectWatchMode, type WatchMode } from './spool/watch.js';
 import { errText, isErrno } from './util/fsx.js';
 import type { Logger } from './util/log.js';
+import { TrustError, checkSpool, checkState } from './spool/trust.js';
 import { VERSION } from './version.js';
-import { LIBS } from './run/libs.js';
 
 interface Running {
   job: ClaimedJob;
@@ -78,7 +80,7 @@ export class Daemon {
   /** ETXTBSY retries so far per job: each retry is a new start, the count must outlive it */
   private readonly notReadyTries = new Map<string, number>();
   /** jobs that ended but could not be archived yet (full disk, permissions) */
-  private readonly unfinished: { job: ClaimedJob; outcome: Outcome }[] = [];
+  private readonly unfinished: { job: ClaimedEntry; outcome: Outcome }[] = [];
   private readonly settling = new Map<Candidate, number>();
   /** retry entries not due yet, earliest first */
   private readonly delayed = new Heap<Candidate>((a, b) => a.mtimeMs < b.mtimeMs);
@@ -97,9 +99,14 @@ export class Daemon {
   private readonly subs = new Map<string, Candidate>();
   /** pmjqctl pause/kill requests, read every poll */
   private control: ControlState = { pauseAll: false, paused: new Set(), kills: [] };
-  private readonly asRoot = process.getuid?.() === 0;
-  private readonly setpriv: string | null;
-  private readonly baseEnv: NodeJS.ProcessEnv;
+  private readonly uid = process.getuid?.() ?? 0;
+  private readonly asRoot = this.uid === 0;
+  /** who --init's script runs as: the operator's, pmjq's own user */
+  private readonly selfOwner: JobOwner = ownerOf(this.uid, process.getgid?.() ?? 0);
+  /** how jobs are started: as their owner, in a clean environment */
+  private readonly launcher: Launcher;
+  /** .pmjq is not as pmjq made it (someone else's, writable by others): claim nothing until it is */
+  private untrusted: string | null = null;
   private mode: WatchMode = 'inotify';
   private settleMs = 0;
   private recheck: NodeJS.Timeout | null = null;
@@ -144,25 +151,23 @@ export class Daemon {
       log,
       () => ({ queued: this.groups.queued(), running: this.running.size, load: this.load.predictedLoad(), heldBy: this.holds.reason() }),
     );
-    this.setpriv = this.asRoot ? findSetpriv() : null;
-    // the client libraries are found without setup: chaqum's Python jobs
-    // (`from chaqum.lib import *`) and Perl jobs (`use Pmjq;`) run unchanged;
-    // appended, so a user's own paths win
-    const lib = path.dirname(LIBS.sh);
-    const append = (v: string | undefined): string => (v ? `${v}:${lib}` : lib);
-    this.baseEnv = { ...process.env, PMJQ_LIB: lib, PYTHONPATH: append(process.env.PYTHONPATH), PERL5LIB: append(process.env.PERL5LIB) };
+    this.launcher = launcher(this.layout.spool, this.node, opts.env);
   }
 
   /** Runs until stopped (or, with --once, until the spool is drained). Resolves to the exit code. */
   async run(): Promise<number> {
     const done = new Promise<number>((resolve) => { this.resolveDone = resolve; });
     const o = this.opts;
+    // nothing this process inherited reaches a job
+    closeInheritedDescriptors();
+    // a spool others could rearrange, or a .pmjq someone else made, is refused (TrustError: exit 2)
+    checkSpool(this.layout.spool, this.uid);
     this.layout.create(this.node);
-    this.checkLayout();
+    this.stateIno = checkState(this.layout, this.uid).ino;
     const detected = detectWatchMode(this.layout.spool);
     this.mode = o.watch === 'auto' ? detected.mode : o.watch;
     this.settleMs = o.settleMs ?? (detected.mode === 'poll' ? SHARED_FS_SETTLE_MS : 0);
-    if (this.asRoot && !this.setpriv) {
+    if (this.asRoot && !this.launcher.setpriv) {
       this.log.warn('no-setpriv', { error: 'setpriv(1) not found: jobs run as their owner without supplementary groups' });
     }
     this.log.info('start', {
@@ -215,16 +220,18 @@ export class Daemon {
   /** Queue a sub-job; its id is valid at once. It runs with its parent's owner's privileges, never more. */
   private enqueueSub(req: EnqueueRequest): string {
     if (this.stopping) throw new Error('pmjq is stopping');
+    // a sub-job runs as the job that asked, never more; --init's script is the operator's
+    const owner = (req as { owner?: JobOwner }).owner ?? (req.parent === '' ? this.selfOwner : this.running.get(req.parent)?.job.owner);
+    if (owner === undefined) throw new Error('the job that asked has ended: its owner is unknown, so nothing is queued');
     const id = this.ids.next();
-    const parent = this.running.get(req.parent)?.job.meta;
     const g = this.groups.get(req.group ?? 'default');
     if (req.maxproc !== undefined) g.protocolSettings = { ...g.protocolSettings, max: req.maxproc };
     if (req.maxcpu !== undefined) g.protocolSettings = { ...g.protocolSettings, cpu: req.maxcpu };
     const now = Date.now();
     const c: Candidate = {
       group: g.name, dir: '', name: Buffer.from(path.basename(req.script)), key: id,
-      mtimeMs: now, size: 0, uid: parent?.owner ?? process.getuid?.() ?? 0, seenAt: now, gone: false, listed: 0,
-      sub: { id, script: req.script, args: req.args, parent: req.parent || null, tree: req.tree },
+      mtimeMs: now, size: 0, seenUid: owner.uid, seenAt: now, gone: false, listed: 0,
+      sub: { id, script: req.script, args: req.args, parent: req.parent || null, tree: req.tree, owner },
     };
     this.subs.set(id, c);
     g.queue.push(c);
@@ -275,25 +282,42 @@ export class Daemon {
   }
 
   /**
-   * The spool removed and made again (its .pmjq gone with it, or replaced):
-   * make our places again and append history to the new file. A spool out
-   * of reach (renamed away, unmounted) is waited for, never recreated.
+   * .pmjq is looked at every rescan (one lstat). Removed with the spool and
+   * made again: our places are made again. Replaced, or not as pmjq makes
+   * it (someone else's, writable by others): nothing is claimed until it is
+   * put right — its contents could be forged. A spool out of reach
+   * (renamed away, unmounted) is waited for, never recreated.
    */
   private checkLayout(): void {
     let ino: number;
     try {
-      ino = fs.statSync(this.layout.state).ino;
+      ino = fs.lstatSync(this.layout.state).ino;
     } catch (err) {
       if (!isErrno(err, 'ENOENT') || !fs.existsSync(this.layout.spool)) return;
       ino = -1;
     }
-    if (ino === this.stateIno) return;
-    if (this.stateIno !== undefined) {
-      this.log.warn('spool-recreated', { spool: this.layout.spool, note: 'its state directory .pmjq was removed or replaced: made again where missing' });
-      try { this.layout.create(this.node); ino = fs.statSync(this.layout.state).ino; } catch (err) { this.log.error('spool-recreate-failed', { error: errText(err) }); return; }
-      this.finisher.close();
+    if (ino === this.stateIno && this.untrusted === null) return;
+    let st: fs.Stats;
+    try {
+      if (ino === -1) {
+        checkSpool(this.layout.spool, this.uid);
+        this.layout.create(this.node);
+      }
+      st = checkState(this.layout, this.uid);
+      this.layout.create(this.node);
+    } catch (err) {
+      const why = errText(err);
+      if (this.untrusted !== why) this.log.error('state-untrusted', { spool: this.layout.spool, error: why, note: 'claiming nothing until it is put right' });
+      this.untrusted = why;
+      return;
     }
-    this.stateIno = ino;
+    if (this.untrusted !== null) this.log.warn('state-trusted', { spool: this.layout.spool, note: 'claiming again' });
+    this.untrusted = null;
+    if (st.ino !== this.stateIno) {
+      this.log.warn('spool-recreated', { spool: this.layout.spool, note: 'its state directory .pmjq was removed or replaced: made again where missing' });
+      this.finisher.close();
+      this.stateIno = st.ino;
+    }
   }
 
   /** pmjqctl's pause flags and kill requests. */
@@ -450,7 +474,7 @@ export class Daemon {
   private pump(): void {
     // timers run late while jobs keep ending: a busy node beats from here
     this.heartbeat?.beatIfDue();
-    if (this.stopping || this.pumping || this.fenced) return;
+    if (this.stopping || this.pumping || this.fenced || this.untrusted !== null) return;
     this.pumping = true;
     try {
       while (this.opts.jobs === 0 || this.running.size < this.opts.jobs) {
@@ -516,19 +540,35 @@ export class Daemon {
 
   private claim(c: Candidate): ClaimedJob | null {
     const now = new Date();
+    const ctx = { asRoot: this.asRoot, allowRoot: this.opts.allowRoot };
     try {
       if (c.sub) this.subs.delete(c.sub.id);
       const job = c.sub
         ? claimSub(this.layout, this.node, c, now)
         : c.retry
-          ? claimFromRetry(this.layout, this.node, c, now)
-          : claimFromSpool(this.layout, this.node, this.ids.next(now.getTime()), c, now);
-      if (job) this.log.debug('claimed', { id: job.id, name: job.meta.name, group: job.meta.group });
+          ? claimFromRetry(this.layout, this.node, c, now, ctx)
+          : claimFromSpool(this.layout, this.node, this.ids.next(now.getTime()), c, now, ctx);
+      if (job) this.log.debug('claimed', { id: job.id, name: job.meta.name, group: job.meta.group, owner: job.owner.uid });
       return job;
     } catch (err) {
+      if (err instanceof ClaimRefused) {
+        this.rejectClaimed(err);
+        return null;
+      }
       // left where it is: the next rescan finds it again
       this.log.error('claim-failed', { file: names.display(c.name), group: c.group, error: errText(err) });
       return null;
+    }
+  }
+
+  /** The file claimed is not the one scanned, and not an acceptable job: it goes to rejected/. */
+  private rejectClaimed(r: ClaimRefused): void {
+    const file = r.job.meta.name;
+    try {
+      const rec = this.finisher.rejectClaimed(r.job, r.reason);
+      this.log.warn('rejected', { file, group: r.job.meta.group, reason: r.reason, moved_to: rec?.archive, when: 'after the claim' });
+    } catch (err) {
+      this.log.error('reject-failed', { file, reason: r.reason, error: errText(err), kept_in: r.job.dir });
     }
   }
 
@@ -536,14 +576,14 @@ export class Daemon {
 
   private start(job: ClaimedJob, group: Group, slot?: string): void {
     const m = job.meta;
-    const proc = new JobProcess({
+    const proc = launch(this.launcher, {
       id: job.id,
       file: job.file,
       args: m.args ?? [],
       cwd: m.tree ?? this.layout.groupDir(m.dir),
-      env: this.jobEnv(job),
+      owner: job.owner,
+      identity: m,
       logPath: this.finisher.logPath(job),
-      runAs: this.runAs(job),
       timeoutMs: group.settings.timeout ?? this.opts.timeoutMs,
       killGraceMs: this.opts.killGraceMs,
       handler: this.protocol.handlerFor({ id: job.id, tree: this.opts.tree ?? m.tree ?? this.layout.groupDir(m.dir) }),
@@ -578,35 +618,6 @@ export class Daemon {
   private jobLine(job: ClaimedJob, line: string): void {
     const { level, text } = parseLevel(line);
     this.log.log(loggerLevel(level), 'output', { id: job.id, job: path.basename(job.file), level: level ?? undefined, line: text });
-  }
-
-  private runAs(job: ClaimedJob): { user: RunAs; setpriv: string | null } | undefined {
-    if (!this.asRoot || job.meta.owner === 0) return undefined;
-    let gid = job.meta.owner;
-    try { gid = fs.statSync(job.file).gid; } catch { /* the passwd entry decides */ }
-    return { user: lookupUser(job.meta.owner, gid), setpriv: this.setpriv };
-  }
-
-  private jobEnv(job: ClaimedJob): NodeJS.ProcessEnv {
-    const m = job.meta;
-    const env: NodeJS.ProcessEnv = {
-      ...this.baseEnv,
-      PMJQ_JOB_ID: m.id,
-      PMJQ_JOB_NAME: m.name,
-      PMJQ_GROUP: m.group,
-      PMJQ_SPOOL: this.layout.spool,
-      PMJQ_NODE: this.node,
-      PMJQ_ATTEMPT: String(m.attempt),
-      CHAQUM_IDENT: m.id,
-    };
-    if (m.parent) env.CHAQUM_PARENT = m.parent;
-    const user = this.asRoot && m.owner !== 0 ? lookupUser(m.owner, m.owner) : null;
-    if (user?.known) {
-      env.HOME = user.home;
-      env.USER = user.name;
-      env.LOGNAME = user.name;
-    }
-    return env;
   }
 
   /** ETXTBSY: someone still writes the file. Not a failure: try again, backing off to 5 s. */
@@ -735,11 +746,11 @@ export class Daemon {
   }
 
   /** Its claimed directory is gone while the claimed areas are in reach: another node took it over (out of reach is not gone). */
-  private lostToRecovery(job: ClaimedJob): boolean {
+  private lostToRecovery(job: ClaimedEntry): boolean {
     return !fs.existsSync(job.dir) && fs.existsSync(this.layout.claimedRoot);
   }
 
-  private keepUnfinished(job: ClaimedJob, outcome: Outcome): void {
+  private keepUnfinished(job: ClaimedEntry, outcome: Outcome): void {
     this.unfinished.push({ job, outcome });
     this.unfinishedTimer ??= setInterval(() => this.retryUnfinished(), this.opts.pollMs);
   }

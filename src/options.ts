@@ -44,6 +44,8 @@ export interface DaemonOptions {
   untilIdle?: boolean;
   /** chaqum mode: job output goes to the daemon's log, line by line, with its level; SIGHUP stops */
   chaqum?: boolean;
+  /** --env NAME[=VALUE]: variables every job gets (its environment is otherwise built from scratch) */
+  env: Record<string, string>;
   onIdle?: HookSpec;
   onSaturated?: HookSpec;
 }

@@ -24,6 +24,9 @@ echo "node=$PMJQ_NODE"
 echo "attempt=$PMJQ_ATTEMPT"
 echo "ident=$CHAQUM_IDENT"
 echo "inherited=$PMJQ_TEST_INHERITED"
+echo "not_named=$PMJQ_TEST_NOT_NAMED"
+echo "set=$PMJQ_TEST_SET"
+echo "path=$PATH"
 echo "cwd=$(pwd -P)"
 echo "pid=$$"
 echo "pgid=$(ps -o pgid= -p $$ | tr -d ' ')"
@@ -55,7 +58,9 @@ t.test('the job process: /bin/sh without #!, stdin, environment, cwd, process gr
   fs.mkdirSync(path.join(spool, 'grp'));
   dropJob(spool, 'report', reporter(out));
   dropJob(path.join(spool, 'grp'), 'report', reporter(out));
-  const p = start(t, BIN.pmjq, [...ROOT_ARGS, '--once', '-o', archive, spool], { env: { PMJQ_TEST_INHERITED: 'yes' } });
+  const p = start(t, BIN.pmjq, [...ROOT_ARGS, '--env', 'PMJQ_TEST_INHERITED', '--env', 'PMJQ_TEST_SET=a=b', '--once', '-o', archive, spool], {
+    env: { PMJQ_TEST_INHERITED: 'yes', PMJQ_TEST_NOT_NAMED: 'secret' },
+  });
   t.equal(await p.exited, 0, 'exit 0');
   const node = /event=start node=(\S+)/.exec(p.stderr())![1]!;
   const recs = archivedRaw(archive).map((e) => ({ e, rec: readJson<Rec>(e.json) }));
@@ -73,7 +78,10 @@ t.test('the job process: /bin/sh without #!, stdin, environment, cwd, process gr
     t.equal(r.spool, spool, `${group}: PMJQ_SPOOL`);
     t.equal(r.node, node, `${group}: PMJQ_NODE`);
     t.equal(r.attempt, '1', `${group}: PMJQ_ATTEMPT=1`);
-    t.equal(r.inherited, 'yes', `${group}: the manager's environment is passed on`);
+    t.equal(r.inherited, 'yes', `${group}: --env NAME passes pmjq's NAME on`);
+    t.equal(r.set, 'a=b', `${group}: --env NAME=VALUE sets it`);
+    t.equal(r.not_named, '', `${group}: nothing else of pmjq's environment reaches the job`);
+    t.equal(r.path, IS_ROOT ? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' : '/usr/local/bin:/usr/bin:/bin', `${group}: a fixed PATH`);
     t.equal(r.cwd, fs.realpathSync(cwd), `${group}: working directory is where it was dropped`);
     t.equal(r.pgid, r.pid, `${group}: the job leads its own process group`);
     // Node's stdio pipes are socketpairs: either is a byte stream both ways

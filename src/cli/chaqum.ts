@@ -70,11 +70,20 @@ async function main(): Promise<void> {
       leaseMs: 60_000,
       init: { script: entry, args },
       tree,
+      // a job tree is one user's processes: its jobs get that user's environment
+      env: inheritedEnv(),
     }, log).run();
   } finally {
     fs.rmSync(state, { recursive: true, force: true });
   }
   process.exit(code);
+}
+
+/** chaqum's environment, less the variables that describe a job (a chaqum run from inside a job must not pass its own on). */
+function inheritedEnv(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !/^(PMJQ|CHAQUM)_/.test(k)) env[k] = v;
+  return env;
 }
 
 main().catch((err: unknown) => {

@@ -14,7 +14,9 @@ import type { GroupSettings } from '../schedule/groups.js';
 import { parseGroupFlag } from '../schedule/settings.js';
 import { Logger } from '../util/log.js';
 import { LIBS } from '../run/libs.js';
-import { EXIT_FAILED, UsageError, duration, existingDir, number, usageExit, writableDir, unixManners } from './common.js';
+import { parseEnvOptions } from '../run/launch.js';
+import { TrustError } from '../spool/trust.js';
+import { EXIT_FAILED, EXIT_USAGE, UsageError, duration, existingDir, number, usageExit, writableDir, unixManners } from './common.js';
 
 const PROG = 'pmjq';
 
@@ -47,6 +49,7 @@ const parser = unixManners(yargs(hideBin(process.argv))
   .option('init', { type: 'string', describe: 'start SCRIPT once at start-up, as chaqum\'s init job (e.g. to register repeats)', requiresArg: true })
   .option('tree', { type: 'string', describe: 'resolve relative SCRIPT paths of `enqueue` here (default: the enqueuing job\'s directory)', requiresArg: true })
   .option('lib', { choices: ['sh', 'python', 'perl', 'js'], describe: 'print where the client library for LANG is, and exit' })
+  .option('env', { type: 'string', array: true, nargs: 1, describe: 'give every job NAME (from pmjq\'s environment) or NAME=VALUE; jobs get no other variable of pmjq\'s', requiresArg: true })
   .option('allow-root', { type: 'boolean', describe: 'as root, run root-owned jobs (otherwise they are rejected)' })
   .option('keep', { type: 'string', default: '1000', describe: 'without -o: keep logs and records of the last N jobs in SPOOL/.pmjq/done', requiresArg: true })
   .option('keep-age', { type: 'string', default: '7d', describe: 'without -o: and none older than DURATION', requiresArg: true })
@@ -106,9 +109,18 @@ function options(a: Awaited<ReturnType<typeof parser.parse>>): DaemonOptions {
     backoffMs: duration('--backoff', a.backoff),
     groupSettings: groupSettings(a.group ?? []),
     groups: a.groups !== undefined ? a.groups.split(',').map((g) => g.trim()).filter(Boolean) : undefined,
+    env: jobEnv(a.env ?? []),
     onIdle: a['on-idle'] !== undefined ? { command: a['on-idle'], afterMs: duration('--idle-after', a['idle-after']) } : undefined,
     onSaturated: a['on-saturated'] !== undefined ? { command: a['on-saturated'], afterMs: duration('--saturated-after', a['saturated-after']) } : undefined,
   };
+}
+
+function jobEnv(specs: string[]): Record<string, string> {
+  try {
+    return parseEnvOptions(specs);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
 }
 
 function groupSettings(flags: string[]): Map<string, GroupSettings> {
@@ -151,5 +163,6 @@ async function main(): Promise<void> {
 
 main().catch((err: unknown) => {
   process.stderr.write(`${PROG}: ${(err as Error).message}\n`);
-  process.exit(EXIT_FAILED);
+  // a spool pmjq must not trust is a setup error, like a bad option
+  process.exit(err instanceof TrustError ? EXIT_USAGE : EXIT_FAILED);
 });

@@ -267,6 +267,9 @@ const runVerb = act('run', async (a) => {
   }
   const stream = a.json ? process.stderr : process.stdout;
   const { runManual } = await import('../control/run.js');
+  const { parseEnvOptions } = await import('../run/launch.js');
+  let env: Record<string, string>;
+  try { env = parseEnvOptions((a.env as string[] | undefined) ?? []); } catch (err) { throw new UsageError((err as Error).message); }
   const { streamSink } = await import('../control/logs.js');
   const stop = interrupted();
   const r = await runManual(layout, {
@@ -277,6 +280,7 @@ const runVerb = act('run', async (a) => {
     timeoutMs: a.timeout !== undefined ? duration('--timeout', a.timeout) || undefined : undefined,
     killGraceMs: duration('--kill-grace', a['kill-grace']),
     allowRoot: Boolean(a['allow-root']),
+    env,
     sink: streamSink(stream),
     style: styleFor(stream),
     raw: Boolean(a.raw),
@@ -365,6 +369,7 @@ const parser = unixManners(yargs(hideBin(process.argv))
     .option('timeout', { type: 'string', describe: 'stop it after DURATION (default: its group\'s timeout)', requiresArg: true })
     .option('kill-grace', { type: 'string', default: '5s', describe: 'SIGKILL this long after SIGTERM', requiresArg: true })
     .option('allow-root', { type: 'boolean', describe: 'as root, run a root-owned job' })
+    .option('env', { type: 'string', array: true, nargs: 1, describe: 'give the job NAME (from this environment) or NAME=VALUE, as pmjq --env does', requiresArg: true })
     .option('raw', { type: 'boolean', describe: 'output bytes as they are (no [level] rendering)' })
     .option('json', { type: 'boolean', describe: 'the record as JSON on stdout; the output goes to stderr' }), runVerb as never)
   .command('serve <spool>', 'HTTP JSON API, live dashboard and Prometheus metrics (see SERVE in pmjqctl(1))', (y) => spoolPositional(y)

@@ -5,7 +5,7 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
-import type { ClaimedJob } from '../spool/claim.js';
+import type { ClaimedEntry } from '../spool/claim.js';
 import { endedOutcome, type Finisher, type Outcome } from '../spool/finish.js';
 import { META_FILE, hostName, parseNodeId, type Layout } from '../spool/layout.js';
 import { readMeta, type JobMeta } from '../spool/meta.js';
@@ -56,7 +56,7 @@ export function recoverNode(
   /** true when a job has been interrupted too often to run again: it is archived as failed */
   exhausted: (meta: JobMeta) => boolean = () => false,
   /** a job that had ended but cannot be archived yet: moved into `me`'s claimed area, for `me` to archive later */
-  unfinished?: (job: ClaimedJob, outcome: Outcome) => void,
+  unfinished?: (job: ClaimedEntry, outcome: Outcome) => void,
 ): number | null {
   const taken = path.join(layout.claimedRoot, `.recovering.${dead}.by.${me}`);
   try {
@@ -95,7 +95,7 @@ export function recoverNode(
         removeTree(dir);
         continue;
       }
-      const job: ClaimedJob = { id: meta.id, dir, file, meta };
+      const job: ClaimedEntry = { id: meta.id, dir, file, meta };
       // died while archiving it (the job file is linked, or copied, into
       // the archive until its log and record are there too): a whole entry
       // stays and the job is done; a half entry goes, and the job is

@@ -21,8 +21,9 @@ export class Slots {
   /** groups whose waiting marker this node has put down */
   private readonly waitingIn = new Set<string>();
 
-  constructor(stateDir: string, private readonly node: string) {
-    this.root = path.join(stateDir, 'slots');
+  /** `root`: .pmjq/slots */
+  constructor(root: string, private readonly node: string) {
+    this.root = root;
   }
 
   /** Take a free slot of `group` for job `id`; null when all `max` are taken. */

@@ -10,15 +10,16 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Heartbeat } from '../cluster/heartbeat.js';
-import { JobProcess, type JobEnd } from '../run/job-process.js';
-import { findSetpriv, lookupUser, type RunAs } from '../run/privileges.js';
+import type { JobEnd } from '../run/job-process.js';
+import { closeInheritedDescriptors, launch, launcher } from '../run/launch.js';
 import { SETTINGS_FILE, readSettingsFile } from '../schedule/settings.js';
 import type { Candidate } from '../spool/candidate.js';
-import { claimFromSpool, type ClaimedJob } from '../spool/claim.js';
+import { ClaimRefused, claimFromSpool, type ClaimedJob } from '../spool/claim.js';
 import { classify } from '../spool/classify.js';
 import { Finisher, type Outcome } from '../spool/finish.js';
 import { DEFAULT_GROUP, IdMaker, groupOf, makeNodeId, type Layout } from '../spool/layout.js';
 import { nameBytes } from '../spool/meta.js';
+import { checkSpool, checkState } from '../spool/trust.js';
 import * as names from '../spool/names.js';
 import type { JobRecord, JobStatus } from '../spool/record.js';
 import { errText, moveNoReplace, removeTree } from '../util/fsx.js';
@@ -40,6 +41,8 @@ export interface RunOptions {
   killGraceMs: number;
   /** as root: run a root-owned job (pmjq's --allow-root) */
   allowRoot: boolean;
+  /** --env NAME[=VALUE]: variables the job gets (pmjq's --env) */
+  env?: Record<string, string>;
   /** the job's output, as it comes */
   sink: Sink;
   style: Style;
@@ -77,7 +80,16 @@ export async function runManual(layout: Layout, o: RunOptions): Promise<RunResul
 
   const log = o.log ?? new Logger({ verbosity: -1 });
   const node = makeNodeId();
-  layout.create(node);
+  // the same rules as the daemon's: a spool others could rearrange, or a forged .pmjq, is refused
+  const uid = process.getuid?.() ?? 0;
+  try {
+    checkSpool(layout.spool, uid);
+    layout.create(node);
+    checkState(layout, uid);
+  } catch (err) {
+    throw new CtlError(errText(err).replace(/^E[A-Z]+: /, ''));
+  }
+  closeInheritedDescriptors();
   let job: ClaimedJob | null = null;
   const heartbeat = new Heartbeat(layout, node, VERSION, new Date(), () => ({
     groups: [], running: job ? 1 : 0, queued: 0, state: 'processing', jobs: 1, lease_ms: 60_000, holds: null,
@@ -88,11 +100,17 @@ export async function runManual(layout: Layout, o: RunOptions): Promise<RunResul
     const now = new Date();
     const id = new IdMaker().next(now.getTime());
     const c: Candidate = {
-      group: groupOf(dir), dir, name, key: names.key(name), mtimeMs: st.mtimeMs, size: st.size, uid: st.uid, seenAt: Date.now(), gone: false, listed: 0,
+      group: groupOf(dir), dir, name, key: names.key(name), mtimeMs: st.mtimeMs, size: st.size, seenUid: st.uid, seenAt: Date.now(), gone: false, listed: 0,
     };
-    job = claimFromSpool(layout, node, id, c, now);
+    try {
+      job = claimFromSpool(layout, node, id, c, now, { asRoot, allowRoot: o.allowRoot });
+    } catch (err) {
+      if (!(err instanceof ClaimRefused)) throw err;
+      finisher.rejectClaimed(err.job, err.reason);
+      throw new CtlError(`${q(o.name)} in ${q(where)} is not an acceptable job: ${err.reason} (moved to rejected/)`);
+    }
     if (!job) throw new CtlError(`${q(o.name)} left ${q(where)} just now (claimed by a node, or removed)`);
-    return await runClaimed(layout, job, node, finisher, o, log, asRoot);
+    return await runClaimed(layout, job, node, finisher, o, log);
   } finally {
     finisher.close();
     heartbeat.stop();
@@ -100,24 +118,15 @@ export async function runManual(layout: Layout, o: RunOptions): Promise<RunResul
   }
 }
 
-async function runClaimed(layout: Layout, job: ClaimedJob, node: string, finisher: Finisher, o: RunOptions, log: Logger, asRoot: boolean): Promise<RunResult> {
+async function runClaimed(layout: Layout, job: ClaimedJob, node: string, finisher: Finisher, o: RunOptions, log: Logger): Promise<RunResult> {
   const m = job.meta;
   let timeoutMs = o.timeoutMs;
   if (timeoutMs === undefined) {
     try { timeoutMs = readSettingsFile(path.join(layout.groupDir(m.dir), SETTINGS_FILE), undefined)?.settings?.timeout; } catch { /* invalid settings: no timeout */ }
   }
-  let runAs: { user: RunAs; setpriv: string } | undefined;
-  const setpriv = asRoot ? findSetpriv() : null;
-  if (asRoot && setpriv && m.owner !== 0) runAs = { user: lookupUser(m.owner, fs.statSync(job.file).gid), setpriv };
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    PMJQ_JOB_ID: m.id, PMJQ_JOB_NAME: m.name, PMJQ_GROUP: m.group, PMJQ_SPOOL: layout.spool,
-    PMJQ_NODE: node, PMJQ_ATTEMPT: String(m.attempt), CHAQUM_IDENT: m.id,
-  };
-  if (runAs?.user.known) Object.assign(env, { HOME: runAs.user.home, USER: runAs.user.name, LOGNAME: runAs.user.name });
   const logPath = finisher.logPath(job);
-  const proc = new JobProcess({
-    id: job.id, file: job.file, args: [], cwd: layout.groupDir(m.dir), env, logPath, runAs, timeoutMs,
+  const proc = launch(launcher(layout.spool, node, o.env), {
+    id: job.id, file: job.file, args: [], cwd: layout.groupDir(m.dir), owner: job.owner, identity: m, logPath, timeoutMs,
     killGraceMs: o.killGraceMs,
     handler: () => 'E the command protocol is not available under pmjqctl run',
     log,

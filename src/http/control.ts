@@ -219,7 +219,7 @@ export class SpoolControl implements Control {
  * can ever see it owned by root.
  */
 export function submitOwned(layout: Layout, opts: Parameters<typeof submit>[1], user: SubmitUser): Submitted {
-  const stagingRoot = path.join(layout.state, 'http-submit');
+  const stagingRoot = layout.httpSubmit;
   fs.mkdirSync(stagingRoot, { recursive: true, mode: 0o700 });
   for (let attempt = 0; ; attempt++) {
     const staging = fs.mkdtempSync(path.join(stagingRoot, 's-'));

@@ -11,7 +11,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import { CommandChannel, type CommandHandler } from './channel.js';
-import { setprivArgs, type RunAs } from './privileges.js';
+import type { JobOwner } from './owner.js';
+import { setprivArgs } from './privileges.js';
 import type { Logger } from '../util/log.js';
 
 export type EndReason = 'exit' | 'timeout' | 'killed' | 'interrupted';
@@ -28,7 +29,7 @@ export interface JobSpec {
    * the supplementary groups too; without setpriv, through spawn's uid/gid
    * (which clears the supplementary groups)
    */
-  runAs?: { user: RunAs; setpriv: string | null };
+  runAs?: { owner: JobOwner; setpriv: string | null };
   timeoutMs?: number;
   killGraceMs: number;
   handler: CommandHandler;
@@ -79,9 +80,9 @@ export class JobProcess {
     let child: ChildProcess;
     try {
       this.logSizeBefore = fs.fstatSync(logFd).size;
-      const viaSetpriv = s.runAs?.setpriv ? setprivArgs(s.runAs.setpriv, s.runAs.user) : [];
+      const viaSetpriv = s.runAs?.setpriv ? setprivArgs(s.runAs.setpriv, s.runAs.owner) : [];
       const [cmd, ...args] = [...viaSetpriv, s.file, ...s.args];
-      const ids = s.runAs && !s.runAs.setpriv ? { uid: s.runAs.user.uid, gid: s.runAs.user.gid } : {};
+      const ids = s.runAs && !s.runAs.setpriv ? { uid: s.runAs.owner.uid, gid: s.runAs.owner.gid } : {};
       this.started = new Date();
       child = spawn(cmd!, args, {
         cwd: s.cwd,

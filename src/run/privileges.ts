@@ -1,17 +1,23 @@
-// Who a job runs as (DESIGN §5.1). As root, a job runs with the uid, gid and
-// supplementary groups of its file's owner. Node's spawn can set uid and gid
-// but clears the supplementary groups, so the switch is made by util-linux
-// setpriv(1), which calls initgroups() for the user.
+// Who a job runs as, and how the switch is made. As root, a job runs with
+// the uid, gid and supplementary groups of its owner. Node's spawn can set
+// uid and gid but clears the supplementary groups, so the switch is made by
+// util-linux setpriv(1), which calls initgroups() for the user; without
+// setpriv, spawn's uid/gid is the fallback (no supplementary groups).
 
 import fs from 'node:fs';
 import { execaSync } from 'execa';
+import type { JobOwner } from './owner.js';
 
-export interface RunAs {
+/** An owner's account: what the job's HOME, USER, LOGNAME and SHELL say. */
+export interface Account {
   uid: number;
   gid: number;
   name: string;
   home: string;
-  /** the user has a passwd entry, so its supplementary groups can be set */
+  shell: string;
+  /** supplementary groups, with gid */
+  groups: number[];
+  /** the uid has a passwd entry (otherwise name is the number, home '/') */
   known: boolean;
 }
 
@@ -21,42 +27,63 @@ export function findSetpriv(): string | null {
   for (const p of SETPRIV_PATHS) {
     try {
       fs.accessSync(p, fs.constants.X_OK);
-      return p;
+      if (fs.statSync(p).isFile()) return p;
     } catch { /* next */ }
   }
   return null;
 }
 
-const cache = new Map<number, { at: number; user: RunAs }>();
+const cache = new Map<number, { at: number; account: Account }>();
 const CACHE_MS = 60_000;
 
 /**
  * The account of `uid` through NSS (getent, so LDAP users on a cluster are
- * found too); cached for a minute: one lookup per user, not per job.
+ * found too); cached for a minute: one lookup per user, not per job. A uid
+ * without an account gets HOME=/ and its number for a name — never root's
+ * home, never the daemon's.
  */
-export function lookupUser(uid: number, fileGid: number): RunAs {
+export function lookupAccount(uid: number): Account {
   const hit = cache.get(uid);
-  // an unknown user runs with the file's group: that is the caller's, not the cached one
-  if (hit && Date.now() - hit.at < CACHE_MS) return hit.user.known ? hit.user : { ...hit.user, gid: fileGid };
-  let user: RunAs = { uid, gid: fileGid, name: String(uid), home: '/', known: false };
+  if (hit && Date.now() - hit.at < CACHE_MS) return hit.account;
+  let account: Account = { uid, gid: -1, name: String(uid), home: '/', shell: '/bin/sh', groups: [], known: false };
   try {
     const out = execaSync('getent', ['passwd', String(uid)], { reject: false, timeout: 5000 });
     const f = String(out.stdout).split('\n')[0]!.split(':');
-    if (out.exitCode === 0 && f.length >= 7) {
-      user = { uid, gid: Number(f[3]), name: f[0]!, home: f[5]! || '/', known: true };
+    if (out.exitCode === 0 && f.length >= 7 && Number(f[2]) === uid) {
+      const gid = Number(f[3]);
+      account = { uid, gid, name: f[0]!, home: f[5]! || '/', shell: f[6]! || '/bin/sh', groups: groupsOf(f[0]!, gid), known: true };
     }
-  } catch { /* no getent: run with the file's group and no supplementary groups */ }
-  cache.set(uid, { at: Date.now(), user });
-  return user;
+  } catch { /* no getent: an unknown user */ }
+  cache.set(uid, { at: Date.now(), account });
+  return account;
 }
 
-/** argv prefix that runs the rest as `user`. */
-export function setprivArgs(setpriv: string, user: RunAs): string[] {
+function groupsOf(name: string, gid: number): number[] {
+  try {
+    const out = execaSync('id', ['-G', '--', name], { reject: false, timeout: 5000 });
+    const ids = String(out.stdout).trim().split(/\s+/).map(Number).filter(Number.isInteger);
+    if (out.exitCode === 0 && ids.length > 0) return [...new Set([gid, ...ids])];
+  } catch { /* no id(1): the primary group alone */ }
+  return [gid];
+}
+
+/**
+ * The owner of a claimed job file: its uid, with the account's groups; a
+ * uid without an account keeps the file's group and no other.
+ */
+export function ownerOf(uid: number, fileGid: number): JobOwner {
+  const a = lookupAccount(uid);
+  return a.known ? { uid, gid: a.gid, groups: a.groups } : { uid, gid: fileGid, groups: [fileGid] };
+}
+
+/** argv prefix that runs the rest as `owner`. */
+export function setprivArgs(setpriv: string, owner: JobOwner): string[] {
+  const known = lookupAccount(owner.uid).known;
   return [
     setpriv,
-    `--reuid=${user.uid}`,
-    `--regid=${user.gid}`,
-    user.known ? '--init-groups' : '--clear-groups',
+    `--reuid=${owner.uid}`,
+    `--regid=${owner.gid}`,
+    known ? '--init-groups' : '--clear-groups',
     '--',
   ];
 }

@@ -4,6 +4,7 @@
 
 import type { Name } from './names.js';
 import type { JobMeta } from './meta.js';
+import type { JobOwner } from '../run/owner.js';
 
 export interface Candidate {
   group: string;
@@ -15,7 +16,8 @@ export interface Candidate {
   /** order within a group: oldest first (mtime, then name) */
   mtimeMs: number;
   size: number;
-  uid: number;
+  /** the owner the scan saw: a guess for the metadata only; who runs it is decided after the claim */
+  seenUid: number;
   /** local clock when first seen, for --settle */
   seenAt: number;
   /** set when the file is known to have left the spool (claimed elsewhere, removed) */
@@ -25,7 +27,7 @@ export interface Candidate {
   /** for a job waiting in .pmjq/retry: the entry's directory name and its metadata */
   retry?: { entry: string; meta: JobMeta };
   /** for a sub-job enqueued by a job over fd 3: it exists only in memory until it runs */
-  sub?: { id: string; script: string; args: string[]; parent: string | null; tree: string };
+  sub?: { id: string; script: string; args: string[]; parent: string | null; tree: string; owner: JobOwner };
 }
 
 export function olderFirst(a: Candidate, b: Candidate): boolean {

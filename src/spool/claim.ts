@@ -1,22 +1,63 @@
 // Claiming: one atomic rename moves a queued job into this node's claimed
 // area. Of several nodes racing for one file exactly one rename succeeds;
 // the others get ENOENT and move on. No lock files.
+//
+// Who the job runs as is decided here, after the rename, from the file
+// actually claimed: it now lies in a directory only the daemon can write,
+// so what its lstat says can no longer change under us. What the scan saw
+// earlier (another file may have had the name then) decides nothing.
 
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Candidate } from './candidate.js';
+import { classify, type ClassifyContext } from './classify.js';
+import { inGroupDir } from './groupdir.js';
 import { META_FILE, type Layout } from './layout.js';
 import { nameFields, writeMeta, type JobMeta } from './meta.js';
 import * as names from './names.js';
+import type { JobOwner } from '../run/owner.js';
+import { ownerOf } from '../run/privileges.js';
 import { isErrno, writeFileAtomic } from '../util/fsx.js';
 
-export interface ClaimedJob {
+/** A claimed job's place on disk: all that archiving, requeueing and recovery need. */
+export interface ClaimedEntry {
   id: string;
   /** .pmjq/claimed/NODE/ID */
   dir: string;
   /** path of the job file inside dir (what is executed) */
   file: string;
   meta: JobMeta;
+}
+
+/** A claimed job ready to run. */
+export interface ClaimedJob extends ClaimedEntry {
+  /** who it runs as: from the claimed file (spool and retry jobs) or from the job that enqueued it */
+  owner: JobOwner;
+}
+
+/** The claimed file is not an acceptable job (another file had its name when it was scanned). */
+export class ClaimRefused extends Error {
+  constructor(readonly job: ClaimedEntry, readonly reason: string) {
+    super(reason);
+  }
+}
+
+/**
+ * The owner of a file just claimed, checked again as the scan checked it
+ * (regular, executable, not setuid/setgid, writable by its owner only,
+ * root's only with --allow-root) and with one link: a second name could be
+ * another user's way to reach it.
+ */
+function claimedOwner(job: ClaimedEntry, ctx: Omit<ClassifyContext, 'topLevel'>): JobOwner {
+  const st = fs.lstatSync(job.file);
+  const verdict = classify(st, { ...ctx, topLevel: false });
+  if (verdict.kind !== 'job') throw new ClaimRefused(job, verdict.kind === 'reject' ? verdict.reason : verdict.kind === 'ignore' ? verdict.why : 'a directory');
+  if (job.meta.owner !== st.uid) {
+    // the scan saw another owner: the metadata must say who really runs it
+    job.meta.owner = st.uid;
+    writeMeta(job.dir, job.meta);
+  }
+  return ownerOf(st.uid, st.gid);
 }
 
 /**
@@ -28,8 +69,11 @@ function claimedFileName(name: names.Name): string {
   return names.isUtf8(name) ? names.display(name) : 'job';
 }
 
-/** Claim a queued file. Returns null when another node (or the user) took it first. */
-export function claimFromSpool(layout: Layout, node: string, id: string, c: Candidate, now: Date): ClaimedJob | null {
+/**
+ * Claim a queued file. Returns null when another node (or the user) took it
+ * first; throws ClaimRefused when the file claimed is not an acceptable job.
+ */
+export function claimFromSpool(layout: Layout, node: string, id: string, c: Candidate, now: Date, ctx: Omit<ClassifyContext, 'topLevel'>): ClaimedJob | null {
   const dir = path.join(layout.claimed(node), id);
   const file = claimedFileName(c.name);
   const meta: JobMeta = {
@@ -38,7 +82,7 @@ export function claimFromSpool(layout: Layout, node: string, id: string, c: Cand
     file,
     group: c.group,
     dir: c.dir,
-    owner: c.uid,
+    owner: c.seenUid,
     created: new Date(c.mtimeMs).toISOString(),
     claimed: now.toISOString(),
     node,
@@ -47,22 +91,23 @@ export function claimFromSpool(layout: Layout, node: string, id: string, c: Cand
   };
   // The metadata is written before the rename, so a claimed job is never
   // found without it (recovery needs its group and attempt).
-  const src = names.join(layout.groupDir(c.dir), c.name);
   const dst = path.join(dir, file);
   fs.mkdirSync(dir);
   try {
     writeMeta(dir, meta);
-    fs.renameSync(src, dst);
+    inGroupDir(layout, c.dir, (where) => fs.renameSync(names.join(where, c.name), dst));
   } catch (err) {
     // On NFS a retransmitted rename can fail with ENOENT although the first
     // transmission succeeded: then the file is already at the destination.
     if (!(isErrno(err, 'ENOENT') && exists(dst))) {
       fs.rmSync(dir, { recursive: true, force: true });
-      if (isErrno(err, 'ENOENT')) return null;
+      // gone, or its group directory is no longer one (a symlink now: the scan rejects it)
+      if (isErrno(err, 'ENOENT', 'ELOOP', 'ENOTDIR')) return null;
       throw err;
     }
   }
-  return { id, dir, file: dst, meta };
+  const job = { id, dir, file: dst, meta };
+  return { ...job, owner: claimedOwner(job, ctx) };
 }
 
 /**
@@ -71,6 +116,7 @@ export function claimFromSpool(layout: Layout, node: string, id: string, c: Cand
  */
 export function claimSub(layout: Layout, node: string, c: Candidate, now: Date): ClaimedJob {
   const sub = c.sub!;
+  const owner = sub.owner;
   const dir = path.join(layout.claimed(node), sub.id);
   const meta: JobMeta = {
     id: sub.id,
@@ -78,7 +124,7 @@ export function claimSub(layout: Layout, node: string, c: Candidate, now: Date):
     file: '',
     group: c.group,
     dir: '',
-    owner: c.uid,
+    owner: owner.uid,
     created: new Date(c.mtimeMs).toISOString(),
     claimed: now.toISOString(),
     node,
@@ -95,11 +141,11 @@ export function claimSub(layout: Layout, node: string, c: Candidate, now: Date):
     fs.rmSync(dir, { recursive: true, force: true });
     throw err;
   }
-  return { id: sub.id, dir, file: sub.script, meta };
+  return { id: sub.id, dir, file: sub.script, meta, owner };
 }
 
 /** Claim a job waiting in the retry area: the whole entry directory moves in one rename. */
-export function claimFromRetry(layout: Layout, node: string, c: Candidate, now: Date): ClaimedJob | null {
+export function claimFromRetry(layout: Layout, node: string, c: Candidate, now: Date, ctx: Omit<ClassifyContext, 'topLevel'>): ClaimedJob | null {
   const r = c.retry!;
   const id = r.meta.id;
   const dir = path.join(layout.claimed(node), id);
@@ -116,7 +162,8 @@ export function claimFromRetry(layout: Layout, node: string, c: Candidate, now: 
   }
   const meta: JobMeta = { ...r.meta, node, claimed: now.toISOString() };
   writeFileAtomic(path.join(dir, META_FILE), JSON.stringify(meta) + '\n');
-  return { id, dir, file: path.join(dir, meta.file), meta };
+  const job = { id, dir, file: path.join(dir, meta.file), meta };
+  return { ...job, owner: claimedOwner(job, ctx) };
 }
 
 function exists(p: string): boolean {

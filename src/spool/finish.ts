@@ -6,7 +6,8 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
-import type { ClaimedJob } from './claim.js';
+import type { ClaimedEntry } from './claim.js';
+import { inGroupDir } from './groupdir.js';
 import { LOG_FILE, META_FILE, REJECT_FILE, groupOf, hostName, stamp, type Layout } from './layout.js';
 import { nameBytes, nameFields, type JobMeta } from './meta.js';
 import * as names from './names.js';
@@ -41,7 +42,7 @@ export class Finisher {
 
   constructor(private readonly layout: Layout, private readonly node: string, private readonly opts: FinishOptions) {}
 
-  logPath(job: ClaimedJob): string {
+  logPath(job: ClaimedEntry): string {
     return path.join(job.dir, LOG_FILE);
   }
 
@@ -50,7 +51,7 @@ export class Finisher {
    * disk, permissions): the job then stays in its claimed directory, intact,
    * and the caller tries again later.
    */
-  finish(job: ClaimedJob, outcome: Outcome): JobRecord {
+  finish(job: ClaimedEntry, outcome: Outcome): JobRecord {
     const meta = job.meta;
     const dest = outcome.status === 'done' ? this.opts.archive : this.opts.errors ?? this.opts.archive;
     const record = this.record(meta, outcome);
@@ -114,7 +115,7 @@ export class Finisher {
    * Otherwise the half entry is removed, so that the archive holds no file
    * without its record, and null returned.
    */
-  settleHalfArchived(job: ClaimedJob, dead: string): JobRecord | null {
+  settleHalfArchived(job: ClaimedEntry, dead: string): JobRecord | null {
     const st = fs.statSync(job.file);
     const name = nameBytes(job.meta);
     for (const dest of this.dests()) {
@@ -172,7 +173,7 @@ export class Finisher {
    * Note in the claimed directory how a job ended whose archive step failed,
    * so that a node recovering it archives it rather than running it again.
    */
-  markEnded(job: ClaimedJob, o: Outcome): void {
+  markEnded(job: ClaimedEntry, o: Outcome): void {
     const ended: NonNullable<JobMeta['ended']> = {
       status: o.status, exit_code: o.exitCode, signal: o.signal,
       started: o.started?.toISOString() ?? null, finished: o.finished.toISOString(),
@@ -186,7 +187,7 @@ export class Finisher {
    * metadata, log) moves to retry/DUE.ID in one rename. Returns the entry's
    * name and the updated metadata, and the record of the attempt that ended.
    */
-  requeue(job: ClaimedJob, dueMs: number, why: string, outcome: Outcome | null): { entry: string; meta: JobMeta; record: JobRecord | null } {
+  requeue(job: ClaimedEntry, dueMs: number, why: string, outcome: Outcome | null): { entry: string; meta: JobMeta; record: JobRecord | null } {
     const meta: JobMeta = { ...job.meta, attempt: job.meta.attempt + 1, previous: why };
     if (outcome?.status === 'interrupted') meta.interrupted = (meta.interrupted ?? 0) + 1;
     writeFileAtomic(path.join(job.dir, META_FILE), JSON.stringify(meta) + '\n');
@@ -207,6 +208,18 @@ export class Finisher {
 
   /** Move an unacceptable file to rejected/ with the reason; it is never opened or run. */
   reject(id: string, dir: string, name: names.Name, reason: string): JobRecord | null {
+    // through the group directory itself: a symlink swapped in its place is never followed
+    return this.rejectFrom(id, dir, name, reason, (dst) => inGroupDir(this.layout, dir, (where) => fs.renameSync(names.join(where, name), dst)));
+  }
+
+  /** A claimed file that is not an acceptable job after all (its name had another file when it was scanned). */
+  rejectClaimed(job: ClaimedEntry, reason: string): JobRecord | null {
+    const rec = this.rejectFrom(job.id, job.meta.dir, nameBytes(job.meta), reason, (dst) => fs.renameSync(job.file, dst));
+    if (rec) removeTree(job.dir);
+    return rec;
+  }
+
+  private rejectFrom(id: string, dir: string, name: names.Name, reason: string, move: (dst: Buffer) => void): JobRecord | null {
     const target = path.join(this.layout.rejected, id);
     const now = new Date();
     const record: JobRecord = {
@@ -222,10 +235,11 @@ export class Finisher {
     record.log = null;
     try {
       fs.writeFileSync(path.join(target, REJECT_FILE), JSON.stringify(record, null, 2) + '\n');
-      fs.renameSync(names.join(this.layout.groupDir(dir), name), dst);
+      move(dst);
     } catch (err) {
       removeTree(target);
-      if (isErrno(err, 'ENOENT')) return null; // gone already (another node rejected it)
+      // gone already (another node rejected it), or its group is no longer a directory
+      if (isErrno(err, 'ENOENT', 'ELOOP', 'ENOTDIR')) return null;
       throw err;
     }
     this.appendHistory(record);
@@ -266,7 +280,7 @@ export class Finisher {
    * and the claimed file gone, so a node that dies in between leaves an
    * entry that recovery finds by inode (settleHalfArchived), not an orphan.
    */
-  private archiveJobFile(job: ClaimedJob, dest: string, when: Date): { base: Buffer; staged: boolean } | null {
+  private archiveJobFile(job: ClaimedEntry, dest: string, when: Date): { base: Buffer; staged: boolean } | null {
     let src: PathLike = job.file;
     for (let n = 0; ; n++) {
       const base = archiveName(dest, job.meta, when, n, '.json'.length);

@@ -11,6 +11,12 @@
 //   .pmjq/history/NODE.jsonl          one record per finished job, appended by NODE only
 //   .pmjq/nodes/NODE                  heartbeat of each running pmjq
 //   .pmjq/control/                    pause flags and kill requests (pmjqctl)
+//   .pmjq/slots/GROUP/N               cluster_max slots: a symlink naming the holder
+//   .pmjq/http-submit/                private staging area of the HTTP API's submits
+//
+// .pmjq and these areas belong to root (or the daemon's user) and nobody
+// else may write them: trust.ts checks it, and everything in them is
+// trusted because of it.
 
 import fs from 'node:fs';
 import os from 'node:os';
@@ -32,6 +38,8 @@ export class Layout {
   readonly doneRoot: string;
   readonly history: string;
   readonly control: string;
+  readonly slots: string;
+  readonly httpSubmit: string;
 
   constructor(spool: string) {
     this.spool = path.resolve(spool);
@@ -43,6 +51,13 @@ export class Layout {
     this.doneRoot = path.join(this.state, 'done');
     this.history = path.join(this.state, 'history');
     this.control = path.join(this.state, 'control');
+    this.slots = path.join(this.state, 'slots');
+    this.httpSubmit = path.join(this.state, 'http-submit');
+  }
+
+  /** Every area of .pmjq (not the per-node ones inside them). */
+  areas(): string[] {
+    return [this.nodes, this.claimedRoot, this.retry, this.rejected, this.doneRoot, this.history, this.control, this.slots, this.httpSubmit];
   }
 
   claimed(node: string): string { return path.join(this.claimedRoot, node); }
@@ -54,10 +69,11 @@ export class Layout {
     return dir === '' ? this.spool : path.join(this.spool, dir);
   }
 
-  /** Create the shared directories (idempotent: every node does it at start). */
+  /** Create the shared directories (idempotent: every node does it at start), writable by their owner only. */
   create(node: string): void {
-    for (const d of [this.nodes, this.claimed(node), this.retry, this.rejected, this.doneRoot, this.history, this.control]) {
-      fs.mkdirSync(d, { recursive: true });
+    fs.mkdirSync(this.state, { mode: 0o755, recursive: true });
+    for (const d of [this.nodes, this.claimedRoot, this.claimed(node), this.retry, this.rejected, this.doneRoot, this.history, this.control]) {
+      fs.mkdirSync(d, { mode: 0o755, recursive: true });
     }
   }
 }

@@ -48,8 +48,25 @@ export function nameBytes(meta: Pick<JobMeta, 'name' | 'name_b64'>): Name {
   return meta.name_b64 !== undefined ? Buffer.from(meta.name_b64, 'base64') : Buffer.from(meta.name);
 }
 
+/** Read a job's metadata; throws if it is not what pmjq writes (every path in it is a plain name). */
 export function readMeta(jobDir: string): JobMeta {
-  return JSON.parse(fs.readFileSync(path.join(jobDir, META_FILE), 'utf8')) as JobMeta;
+  const meta = JSON.parse(fs.readFileSync(path.join(jobDir, META_FILE), 'utf8')) as JobMeta;
+  const bad = metaProblem(meta);
+  if (bad) throw new Error(`${path.join(jobDir, META_FILE)}: ${bad}`);
+  return meta;
+}
+
+const isPlainName = (s: unknown): boolean => typeof s === 'string' && s !== '' && s !== '.' && s !== '..' && !s.includes('/') && !s.includes('\0');
+
+/** What makes this metadata unusable, or null: names that could lead out of their directory, wrong types. */
+export function metaProblem(m: JobMeta): string | null {
+  if (typeof m !== 'object' || m === null) return 'not a JSON object';
+  if (!isPlainName(m.id)) return 'field "id" is not a plain name';
+  if (m.script === undefined ? !isPlainName(m.file) : m.file !== '') return 'field "file" is not a plain file name';
+  if (typeof m.dir !== 'string' || (m.dir !== '' && (!isPlainName(m.dir) || m.dir.startsWith('.')))) return 'field "dir" is not a group directory name';
+  if (typeof m.group !== 'string') return 'field "group" is not a string';
+  if (!Number.isInteger(m.owner) || !Number.isInteger(m.attempt)) return 'fields "owner" and "attempt" must be integers';
+  return null;
 }
 
 export function writeMeta(jobDir: string, meta: JobMeta): void {

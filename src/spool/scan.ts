@@ -225,7 +225,7 @@ export class Scanner {
       case 'job': {
         const c: Candidate = {
           group: groupOf(dir), dir, name, key: k,
-          mtimeMs: st.mtimeMs, size: st.size, uid: st.uid,
+          mtimeMs: st.mtimeMs, size: st.size, seenUid: st.uid,
           seenAt: Date.now(), gone: false, listed: scan,
         };
         state.entries.set(k, c);
@@ -253,7 +253,7 @@ export class Scanner {
   addRetry(entry: string, due: number, meta: JobMeta): void {
     const c: Candidate = {
       group: meta.group, dir: meta.dir, name: Buffer.from(meta.file), key: entry,
-      mtimeMs: due, size: 0, uid: meta.owner, seenAt: Date.now(), gone: false, listed: 0,
+      mtimeMs: due, size: 0, seenUid: meta.owner, seenAt: Date.now(), gone: false, listed: 0,
       retry: { entry, meta },
     };
     this.retryEntries.set(entry, c);
