@@ -312,6 +312,7 @@ export class Daemon {
       return;
     }
     if (this.untrusted !== null) this.log.warn('state-trusted', { spool: this.layout.spool, note: 'claiming again' });
+    this.holds.release('state');
     this.untrusted = null;
     if (st.ino !== this.stateIno) {
       this.log.warn('spool-recreated', { spool: this.layout.spool, note: 'its state directory .pmjq was removed or replaced: made again where missing' });
@@ -474,6 +475,7 @@ export class Daemon {
   private pump(): void {
     // timers run late while jobs keep ending: a busy node beats from here
     this.heartbeat?.beatIfDue();
+    if (this.untrusted !== null && this.groups.queued() > 0) this.holds.hold('state', `.pmjq untrusted: ${this.untrusted}`, this.groups.queued());
     if (this.stopping || this.pumping || this.fenced || this.untrusted !== null) return;
     this.pumping = true;
     try {
