@@ -28,7 +28,7 @@ import { Hooks } from './schedule/hooks.js';
 import { SETTINGS_FILE, readSettingsFile } from './schedule/settings.js';
 import { Heap } from './util/heap.js';
 import type { Candidate } from './spool/candidate.js';
-import { ClaimRefused, claimFromRetry, claimFromSpool, claimSub, type ClaimedEntry, type ClaimedJob } from './spool/claim.js';
+import { ClaimRefused, claimFromRetry, claimFromSpool, claimSub, linkCount, type ClaimedEntry, type ClaimedJob } from './spool/claim.js';
 import { Finisher, type Outcome } from './spool/finish.js';
 import { IdMaker, Layout, groupOf, makeNodeId } from './spool/layout.js';
 import * as names from './spool/names.js';
@@ -37,7 +37,7 @@ import { Scanner } from './spool/scan.js';
 import { Watcher, detectWatchMode, type WatchMode } from './spool/watch.js';
 import { errText, isErrno } from './util/fsx.js';
 import type { Logger } from './util/log.js';
-import { TrustError, checkSpool, checkState } from './spool/trust.js';
+import { prepareState } from './spool/trust.js';
 import { VERSION } from './version.js';
 
 interface Running {
@@ -64,6 +64,8 @@ const BACKOFF_CAP_MS = 3_600_000;
 const MAX_INTERRUPTIONS = 3;
 /** with inotify, the full safety scan waits this many times its own duration (≥ --poll) */
 const SAFETY_SCAN_BUDGET = 50;
+/** a claimed file with a second name waits this many not-ready rounds (50 ms doubling: 6 s) for it to go, then is rejected */
+const LINK_WAIT_TRIES = 7;
 
 export class Daemon {
   readonly node: string;
@@ -161,9 +163,7 @@ export class Daemon {
     // nothing this process inherited reaches a job
     closeInheritedDescriptors();
     // a spool others could rearrange, or a .pmjq someone else made, is refused (TrustError: exit 2)
-    checkSpool(this.layout.spool, this.uid);
-    this.layout.create(this.node);
-    this.stateIno = checkState(this.layout, this.uid).ino;
+    this.stateIno = prepareState(this.layout, this.node, this.uid).ino;
     const detected = detectWatchMode(this.layout.spool);
     this.mode = o.watch === 'auto' ? detected.mode : o.watch;
     this.settleMs = o.settleMs ?? (detected.mode === 'poll' ? SHARED_FS_SETTLE_MS : 0);
@@ -299,12 +299,7 @@ export class Daemon {
     if (ino === this.stateIno && this.untrusted === null) return;
     let st: fs.Stats;
     try {
-      if (ino === -1) {
-        checkSpool(this.layout.spool, this.uid);
-        this.layout.create(this.node);
-      }
-      st = checkState(this.layout, this.uid);
-      this.layout.create(this.node);
+      st = prepareState(this.layout, this.node, this.uid);
     } catch (err) {
       const why = errText(err);
       if (this.untrusted !== why) this.log.error('state-untrusted', { spool: this.layout.spool, error: why, note: 'claiming nothing until it is put right' });
@@ -578,6 +573,14 @@ export class Daemon {
 
   private start(job: ClaimedJob, group: Group, slot?: string): void {
     const m = job.meta;
+    if (job.links > 1 && (job.links = linkCount(job)) > 1) {
+      if ((this.notReadyTries.get(job.id) ?? 0) < LINK_WAIT_TRIES) return this.notReady(job, group, slot, 'the file has a second name (a hard link): waiting for it to go');
+      if (slot) this.slots.release(slot);
+      this.notReadyTries.delete(job.id);
+      this.rejectClaimed(new ClaimRefused(job, `has ${job.links} hard links (a job file must have one name)`));
+      this.schedulePump();
+      return;
+    }
     const proc = launch(this.launcher, {
       id: job.id,
       file: job.file,
@@ -622,11 +625,11 @@ export class Daemon {
     this.log.log(loggerLevel(level), 'output', { id: job.id, job: path.basename(job.file), level: level ?? undefined, line: text });
   }
 
-  /** ETXTBSY: someone still writes the file. Not a failure: try again, backing off to 5 s. */
-  private notReady(job: ClaimedJob, group: Group, slot?: string): void {
+  /** Someone still writes the file (ETXTBSY), or a second name is still there. Not a failure: try again, backing off to 5 s. */
+  private notReady(job: ClaimedJob, group: Group, slot?: string, reason = 'file still open for writing (ETXTBSY)'): void {
     const tries = this.notReadyTries.get(job.id) ?? 0;
     this.notReadyTries.set(job.id, tries + 1);
-    if (tries === 0) this.log.info('job-not-ready', { id: job.id, name: job.meta.name, reason: 'file still open for writing (ETXTBSY)' });
+    if (tries === 0) this.log.info('job-not-ready', { id: job.id, name: job.meta.name, reason });
     const delay = Math.min(5000, 50 * 2 ** tries);
     const timer = setTimeout(() => {
       this.busy.delete(job.id);

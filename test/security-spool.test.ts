@@ -233,7 +233,8 @@ t.test('a file with a second name (a hard link to someone else\'s job) is reject
   // protected_hardlinks stops a user making it locally; an NFS client need not: root stands in
   fs.linkSync(theirs, path.join(spool, 'linked'));
   const r = await run(t, BIN.pmjq, ['--once', spool]);
-  t.match(r.stderr, /event=rejected .*file=\S*linked .*has 2 hard links/, 'rejected, with the reason');
+  t.match(r.stderr, /event=job-not-ready .*name=linked .*second name/, 'it waits for the second name to go (a submitter\'s temporary name would)');
+  t.match(r.stderr, /event=rejected .*file=linked .*has 2 hard links/, 'then it is rejected, with the reason');
   t.same(marks(markers, 'theirs-ran'), [], 'never run');
   t.equal(fs.statSync(theirs).uid, V.uid, 'the victim\'s file is where it was');
 });

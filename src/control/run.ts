@@ -14,12 +14,13 @@ import type { JobEnd } from '../run/job-process.js';
 import { closeInheritedDescriptors, launch, launcher } from '../run/launch.js';
 import { SETTINGS_FILE, readSettingsFile } from '../schedule/settings.js';
 import type { Candidate } from '../spool/candidate.js';
-import { ClaimRefused, claimFromSpool, type ClaimedJob } from '../spool/claim.js';
+import { ClaimRefused, claimFromSpool, linkCount, type ClaimedJob } from '../spool/claim.js';
+import { inGroupDir } from '../spool/groupdir.js';
 import { classify } from '../spool/classify.js';
 import { Finisher, type Outcome } from '../spool/finish.js';
 import { DEFAULT_GROUP, IdMaker, groupOf, makeNodeId, type Layout } from '../spool/layout.js';
 import { nameBytes } from '../spool/meta.js';
-import { checkSpool, checkState } from '../spool/trust.js';
+import { prepareState } from '../spool/trust.js';
 import * as names from '../spool/names.js';
 import type { JobRecord, JobStatus } from '../spool/record.js';
 import { errText, moveNoReplace, removeTree } from '../util/fsx.js';
@@ -83,9 +84,7 @@ export async function runManual(layout: Layout, o: RunOptions): Promise<RunResul
   // the same rules as the daemon's: a spool others could rearrange, or a forged .pmjq, is refused
   const uid = process.getuid?.() ?? 0;
   try {
-    checkSpool(layout.spool, uid);
-    layout.create(node);
-    checkState(layout, uid);
+    prepareState(layout, node, uid);
   } catch (err) {
     throw new CtlError(errText(err).replace(/^E[A-Z]+: /, ''));
   }
@@ -124,6 +123,10 @@ async function runClaimed(layout: Layout, job: ClaimedJob, node: string, finishe
   if (timeoutMs === undefined) {
     try { timeoutMs = readSettingsFile(path.join(layout.groupDir(m.dir), SETTINGS_FILE), undefined)?.settings?.timeout; } catch { /* invalid settings: no timeout */ }
   }
+  if (job.links > 1 && linkCount(job) > 1) {
+    putBack(layout, job);
+    throw new CtlError(`${q(m.name)} has a second name (a hard link): left in the queue; a job file must have one name`);
+  }
   const logPath = finisher.logPath(job);
   const proc = launch(launcher(layout.spool, node, o.env), {
     id: job.id, file: job.file, args: [], cwd: layout.groupDir(m.dir), owner: job.owner, identity: m, logPath, timeoutMs,
@@ -134,9 +137,7 @@ async function runClaimed(layout: Layout, job: ClaimedJob, node: string, finishe
   let r;
   try { r = proc.start(); } catch (err) { r = { ok: false as const, busy: false as const, error: errText(err) }; }
   if (!r.ok && r.busy) {
-    // still being written: back where it was, untouched
-    const back = names.join(layout.groupDir(m.dir), nameBytes(m));
-    try { moveNoReplace(job.file, back); removeTree(job.dir); } catch { /* left claimed: recovered by a daemon */ }
+    putBack(layout, job);
     throw new CtlError(`${q(m.name)} is still being written (ETXTBSY): left in the queue`);
   }
   if (!r.ok) {
@@ -177,4 +178,12 @@ async function runClaimed(layout: Layout, job: ClaimedJob, node: string, finishe
   }
   const sig = end.signal ? os.constants.signals[end.signal as NodeJS.Signals] : undefined;
   return { record, exitCode: end.exitCode ?? (sig !== undefined ? 128 + sig : 1) };
+}
+
+/** Back where it was, untouched (inside its group directory as opened: never through a symlink put in its place). */
+function putBack(layout: Layout, job: ClaimedJob): void {
+  try {
+    inGroupDir(layout, job.meta.dir, (where) => moveNoReplace(job.file, names.join(where, nameBytes(job.meta))));
+    removeTree(job.dir);
+  } catch { /* left claimed: recovered by a daemon */ }
 }

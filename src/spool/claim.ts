@@ -33,6 +33,13 @@ export interface ClaimedEntry {
 export interface ClaimedJob extends ClaimedEntry {
   /** who it runs as: from the claimed file (spool and retry jobs) or from the job that enqueued it */
   owner: JobOwner;
+  /**
+   * the claimed file's link count: a job file has one name. A second one is
+   * either a submitter's hidden temporary name, about to go (link, then
+   * unlink), or another user's way to reach the file: the job waits for it
+   * to go, and is rejected if it does not (see Daemon.start, linkCount).
+   */
+  links: number;
 }
 
 /** The claimed file is not an acceptable job (another file had its name when it was scanned). */
@@ -45,10 +52,9 @@ export class ClaimRefused extends Error {
 /**
  * The owner of a file just claimed, checked again as the scan checked it
  * (regular, executable, not setuid/setgid, writable by its owner only,
- * root's only with --allow-root) and with one link: a second name could be
- * another user's way to reach it.
+ * root's only with --allow-root), and its link count.
  */
-function claimedOwner(job: ClaimedEntry, ctx: Omit<ClassifyContext, 'topLevel'>): JobOwner {
+function claimedOwner(job: ClaimedEntry, ctx: Omit<ClassifyContext, 'topLevel'>): { owner: JobOwner; links: number } {
   const st = fs.lstatSync(job.file);
   const verdict = classify(st, { ...ctx, topLevel: false });
   if (verdict.kind !== 'job') throw new ClaimRefused(job, verdict.kind === 'reject' ? verdict.reason : verdict.kind === 'ignore' ? verdict.why : 'a directory');
@@ -57,7 +63,12 @@ function claimedOwner(job: ClaimedEntry, ctx: Omit<ClassifyContext, 'topLevel'>)
     job.meta.owner = st.uid;
     writeMeta(job.dir, job.meta);
   }
-  return ownerOf(st.uid, st.gid);
+  return { owner: ownerOf(st.uid, st.gid), links: st.nlink };
+}
+
+/** The job file's link count now. */
+export function linkCount(job: ClaimedEntry): number {
+  return fs.lstatSync(job.file).nlink;
 }
 
 /**
@@ -107,7 +118,7 @@ export function claimFromSpool(layout: Layout, node: string, id: string, c: Cand
     }
   }
   const job = { id, dir, file: dst, meta };
-  return { ...job, owner: claimedOwner(job, ctx) };
+  return { ...job, ...claimedOwner(job, ctx) };
 }
 
 /**
@@ -141,7 +152,7 @@ export function claimSub(layout: Layout, node: string, c: Candidate, now: Date):
     fs.rmSync(dir, { recursive: true, force: true });
     throw err;
   }
-  return { id: sub.id, dir, file: sub.script, meta, owner };
+  return { id: sub.id, dir, file: sub.script, meta, owner, links: 1 };
 }
 
 /** Claim a job waiting in the retry area: the whole entry directory moves in one rename. */
@@ -163,7 +174,7 @@ export function claimFromRetry(layout: Layout, node: string, c: Candidate, now: 
   const meta: JobMeta = { ...r.meta, node, claimed: now.toISOString() };
   writeFileAtomic(path.join(dir, META_FILE), JSON.stringify(meta) + '\n');
   const job = { id, dir, file: path.join(dir, meta.file), meta };
-  return { ...job, owner: claimedOwner(job, ctx) };
+  return { ...job, ...claimedOwner(job, ctx) };
 }
 
 function exists(p: string): boolean {

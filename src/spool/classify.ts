@@ -45,8 +45,6 @@ export function classify(st: fs.Stats, ctx: ClassifyContext): Verdict {
   if (mode & GROUP_OR_WORLD_WRITE) {
     return { kind: 'reject', reason: `writable by users other than its owner (mode ${(mode & 0o777).toString(8)})` };
   }
-  // a second name for the file: someone else's way to it (a hard link made by another user)
-  if (st.nlink > 1) return { kind: 'reject', reason: `has ${st.nlink} hard links (a job file must have one name)` };
   if (ctx.asRoot && st.uid === 0 && !ctx.allowRoot) {
     return { kind: 'reject', reason: 'owned by root (pmjq runs jobs as their owner; use --allow-root to run root-owned jobs)' };
   }

@@ -70,3 +70,20 @@ export function checkState(layout: Layout, uid: number): fs.Stats {
   }
   return st;
 }
+
+/**
+ * Check the spool, make pmjq's areas where missing, check them: the one way
+ * a daemon or `pmjqctl run` gets a state directory it may trust. An existing
+ * .pmjq is checked before anything is made in it (it could be a symlink to
+ * /etc). Returns the stat of .pmjq.
+ */
+export function prepareState(layout: Layout, node: string, uid: number): fs.Stats {
+  checkSpool(layout.spool, uid);
+  try {
+    checkStateDir(layout.state, uid);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  layout.create(node);
+  return checkState(layout, uid);
+}
