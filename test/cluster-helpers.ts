@@ -16,11 +16,8 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { BIN, ROOT_ARGS, field, jobProcesses, processesWithEnv, waitFor } from './helpers.js';
+import { BIN, ROOT_ARGS, field, jobProcesses, processesWithEnv, waitFor, type TestLike } from './helpers.js';
 
-interface TestLike {
-  teardown(fn: () => unknown): void;
-}
 
 interface TestWithResult extends TestLike {
   passing(): boolean;

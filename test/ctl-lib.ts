@@ -4,9 +4,8 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
-import { BIN, ROOT_ARGS, run, start, type Proc } from './helpers.js';
+import { BIN, ROOT_ARGS, run, start, type Proc, type TestLike } from './helpers.js';
 
-interface TestLike { teardown(fn: () => unknown): void }
 
 export interface CtlResult { code: number; stdout: string; stderr: string }
 

@@ -8,11 +8,8 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
-import { BIN, ROOT, ROOT_ARGS, archivedRaw, dropJob, readJson, run, scratch } from './helpers.js';
+import { BIN, ROOT, ROOT_ARGS, archivedRaw, dropJob, readJson, run, scratch, type TestLike } from './helpers.js';
 
-interface TestLike {
-  teardown(fn: () => unknown): void;
-}
 
 const MAN = path.join(ROOT, 'man');
 /** The pages the issue asks for; man/ may hold more. */

@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { Test } from 'tap';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const BIN = {
@@ -17,9 +18,8 @@ export const BIN = {
 };
 export const IS_ROOT = process.getuid?.() === 0;
 
-interface TestLike {
-  teardown(fn: () => unknown): void;
-}
+/** What helpers need of a tap test: tap's own Test type, named once. */
+export type TestLike = Test;
 
 /** A fresh scratch directory with spool/ and archive/, removed at teardown, with the spool's job processes. */
 export function scratch(t: TestLike, prefix = 'pmjq-test-'): { dir: string; spool: string; archive: string } {

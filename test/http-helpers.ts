@@ -7,11 +7,8 @@
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
-import { BIN, IS_ROOT, ROOT_ARGS, start, waitFor, type Proc } from './helpers.js';
+import { BIN, IS_ROOT, ROOT_ARGS, start, waitFor, type Proc, type TestLike } from './helpers.js';
 
-interface TestLike {
-  teardown(fn: () => unknown): void;
-}
 
 export const TOKEN = 'test-token-0123456789abcdef';
 /** As root, a server that accepts writes must give submitted jobs to another user. */

@@ -24,14 +24,8 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { dropJob, waitFor } from './helpers.js';
+import { dropJob, waitFor, type TestLike } from './helpers.js';
 
-interface TestLike {
-  teardown(fn: () => unknown): void;
-  comment(...args: unknown[]): void;
-  same(found: unknown, wanted: unknown, message?: string): boolean;
-  ok(v: unknown, message?: string): boolean;
-}
 
 export type Place = 'queued' | 'claimed' | 'retry' | 'archive' | 'errors' | 'done' | 'rejected';
 
