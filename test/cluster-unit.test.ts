@@ -57,7 +57,7 @@ async function setup(t: Test, lost: (src: string) => boolean): Promise<{ spool: 
 function candidate(spool: string, name: string): Candidate {
   const st = fs.statSync(path.join(spool, name));
   return {
-    group: 'default', dir: '', name: Buffer.from(name), key: name, mtimeMs: st.mtimeMs, size: st.size, uid: st.uid,
+    group: 'default', dir: '', name: Buffer.from(name), key: name, mtimeMs: st.mtimeMs, size: st.size, seenUid: st.uid,
     seenAt: Date.now(), gone: false, listed: 0,
   };
 }
