@@ -58,6 +58,8 @@ interface Busy {
 }
 
 const SHARED_FS_SETTLE_MS = 2000;
+/** an empty executable is taken only once it has stayed empty (and unchanged) this long */
+const EMPTY_SETTLE_MS = 2000;
 /** Retry delays double per attempt up to this. */
 const BACKOFF_CAP_MS = 3_600_000;
 /** Node crashes a job may live through before it is archived as failed (a job that kills its node must not do so forever). */
@@ -113,6 +115,8 @@ export class Daemon {
   private settleMs = 0;
   private recheck: NodeJS.Timeout | null = null;
   private settleTimer: NodeJS.Timeout | null = null;
+  /** Date.now() when settleTimer fires */
+  private settleAt = 0;
   private unfinishedTimer: NodeJS.Timeout | null = null;
   private stopping = false;
   /** performance.now() before which the inotify-mode safety scan is not due */
@@ -387,11 +391,13 @@ export class Daemon {
       return;
     }
     if (c.retry) c.mtimeMs = Date.parse(c.retry.meta.created) || c.mtimeMs;
-    if (this.settleMs > 0 && !c.retry) {
+    const wait = c.retry || c.sub ? 0 : this.settleFor(c);
+    if (wait > 0) {
       // On shared filesystems ETXTBSY does not cross nodes: a file is taken
       // only once its size and mtime have held still for --settle.
       this.settling.set(c, c.seenAt);
-      this.settleTimer ??= setTimeout(() => this.settle(), this.settleMs);
+      if (c.size === 0) this.log.debug('settling', { file: names.display(c.name), group: c.group, wait_ms: wait, reason: 'empty: its content may not be written yet' });
+      this.armSettle(wait);
       return;
     }
     this.groups.add(c);
@@ -422,7 +428,8 @@ export class Daemon {
     let next = Infinity;
     for (const [c, since] of this.settling) {
       if (c.gone) { this.settling.delete(c); continue; }
-      if (now - since < this.settleMs) { next = Math.min(next, since + this.settleMs - now); continue; }
+      const wait = this.settleFor(c);
+      if (now - since < wait) { next = Math.min(next, since + wait - now); continue; }
       let st: fs.Stats;
       try {
         st = fs.lstatSync(names.join(this.layout.groupDir(c.dir), c.name));
@@ -435,14 +442,33 @@ export class Daemon {
         c.size = st.size;
         c.mtimeMs = st.mtimeMs;
         this.settling.set(c, now);
-        next = Math.min(next, this.settleMs);
+        next = Math.min(next, this.settleFor(c));
         continue;
       }
       this.settling.delete(c);
       this.groups.add(c);
     }
-    if (next !== Infinity) this.settleTimer = setTimeout(() => this.settle(), next);
+    if (next !== Infinity) this.armSettle(next);
     this.pump();
+  }
+
+  /** Look at the settling files again in `ms` (or sooner, if already due sooner). */
+  private armSettle(ms: number): void {
+    const at = Date.now() + ms;
+    if (this.settleTimer && this.settleAt <= at) return;
+    if (this.settleTimer) clearTimeout(this.settleTimer);
+    this.settleAt = at;
+    this.settleTimer = setTimeout(() => this.settle(), ms);
+  }
+
+  /**
+   * How long a file must hold still before it is taken: --settle; and an
+   * empty file at least EMPTY_SETTLE_MS, because `touch f; chmod +x f; cat
+   * >> f` makes it executable before its content is written (ETXTBSY only
+   * covers a file that is open when it is run).
+   */
+  private settleFor(c: Candidate): number {
+    return c.size === 0 ? Math.max(this.settleMs, EMPTY_SETTLE_MS) : this.settleMs;
   }
 
   private reject(dir: string, name: names.Name, reason: string): void {

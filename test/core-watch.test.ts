@@ -93,3 +93,24 @@ t.test('--watch poll --poll 200ms: jobs are found by rescanning', async (t) => {
   p.child.kill('SIGTERM');
   t.equal(await p.exited, 0);
 });
+
+t.test('an executable made before its content is written (touch; chmod +x; cat >>) runs with its content', async (t) => {
+  const { spool, archive } = scratch(t);
+  const p = start(t, BIN.pmjq, [...ROOT_ARGS, '-v', '--poll', '100ms', '-o', archive, spool]);
+  await p.waitLine(/event=start /);
+  await waitWatching(p.child.pid!, spool);
+  const f = path.join(spool, 'late');
+  fs.writeFileSync(f, '');
+  fs.chmodSync(f, 0o755);
+  t.match(await p.waitLine(/event=settling file=late /), /wait_ms=2000 reason="empty/, 'seen empty: it waits');
+  fs.appendFileSync(f, '#!/bin/sh\necho the content\n');
+  await waitFor('the job archived', () => archivedRaw(archive).length === 1, PICKUP_MS);
+  t.equal(fs.readFileSync(archivedRaw(archive)[0]!.log, 'utf8'), 'the content\n', 'it ran with the content written after chmod');
+  // an empty executable that stays empty runs once it has held still for the wait (as an empty job)
+  const t0 = Date.now();
+  fs.writeFileSync(path.join(spool, 'empty'), '', { mode: 0o755 });
+  await waitFor('the empty job archived', () => archivedRaw(archive).length === 2, PICKUP_MS);
+  t.ok(Date.now() - t0 >= 1900, `an empty one waits about 2 s (${Date.now() - t0} ms)`);
+  p.child.kill('SIGTERM');
+  t.equal(await p.exited, 0);
+});
