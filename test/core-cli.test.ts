@@ -47,6 +47,23 @@ t.test('bad command lines: one line naming the problem, exit 2, nothing touched'
   t.same(fs.readdirSync(archive), [], 'the archive is untouched');
 });
 
+t.test('chaqum DIR: a missing DIR, a file, a DIR without its entry job: each says which, exit 2', async (t) => {
+  const { dir } = scratch(t);
+  const file = path.join(dir, 'a-file');
+  fs.writeFileSync(file, '');
+  const cases: [string, string[], RegExp][] = [
+    ['missing DIR', [path.join(dir, 'nope')], /^chaqum: job tree '.*\/nope' does not exist$/],
+    ['DIR a file', [file], /^chaqum: job tree '.*\/a-file' is not a directory$/],
+    ['no entry', [dir], /^chaqum: no executable entry job '.*\/entry' \(use -e to name another\)$/],
+  ];
+  const results = await Promise.all(cases.map(([, args]) => run(t, BIN.chaqum, args, { timeoutMs: 20_000 })));
+  for (const [i, [what, , re]] of cases.entries()) {
+    const r = results[i]!;
+    t.equal(r.code, 2, `${what}: exit 2`);
+    t.match(r.stderr.split('\n')[0], re, `${what}: ${r.stderr.split('\n')[0]}`);
+  }
+});
+
 t.test('--help and --version exit 0', async (t) => {
   const h = await run(t, BIN.pmjq, ['--help'], { timeoutMs: 20_000 });
   t.equal(h.code, 0);

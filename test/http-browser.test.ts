@@ -84,10 +84,10 @@ t.test('the dashboard, live, in headless Chromium', async (t) => {
   t.test('a job appears, runs and finishes without a reload', async (t) => {
     const a = gate(dir, 'blocker');
     const b = gate(dir, 'star');
-    t.equal((await postJson(`${url}api/jobs`, { script: `#!/bin/sh\n${a.wait}\n`, group: 'web', name: 'blocker' })).status, 201);
+    t.equal((await postJson(`${url}/api/jobs`, { script: `#!/bin/sh\n${a.wait}\n`, group: 'web', name: 'blocker' })).status, 201);
     await page.waitForSelector('#running tr[data-state="running"]:has-text("blocker")', { timeout: WAIT });
 
-    t.equal((await postJson(`${url}api/jobs`, { script: `#!/bin/sh\necho "star starts"\n${b.wait}\necho "star done"\n`, group: 'web', name: 'star' })).status, 201);
+    t.equal((await postJson(`${url}/api/jobs`, { script: `#!/bin/sh\necho "star starts"\n${b.wait}\necho "star done"\n`, group: 'web', name: 'star' })).status, 201);
     const queued = await page.waitForSelector('#running tr[data-state="queued"][data-name="star"]', { timeout: WAIT });
     t.ok(queued, 'the job appears, queued (group web runs one at a time)');
 
@@ -114,7 +114,7 @@ t.test('the dashboard, live, in headless Chromium', async (t) => {
 
   t.test('a failed job is retried from the page, with the token', async (t) => {
     const script = '#!/bin/sh\necho "attempt $PMJQ_ATTEMPT"\nif [ "$PMJQ_ATTEMPT" -ge 2 ]; then exit 0; fi\necho "first attempt fails" >&2\nexit 7\n';
-    t.equal((await postJson(`${url}api/jobs`, { script, group: 'etl', name: 'flaky' })).status, 201);
+    t.equal((await postJson(`${url}/api/jobs`, { script, group: 'etl', name: 'flaky' })).status, 201);
     const row = await page.waitForSelector('#failed-groups .fgroup[data-group="etl"] tr[data-state="failed"]:has-text("flaky")', { timeout: WAIT });
     const id = await row.getAttribute('data-id');
     t.ok(id, `the failed job shows in the failed queue, under its group (${id})`);
@@ -162,7 +162,7 @@ t.test('the dashboard, live, in headless Chromium', async (t) => {
       ['sync-s3', 'etl', 'echo "timeout talking to the bucket" >&2; exit 1'],
       ['index-docs', 'web', 'echo indexed'],
     ] as const) {
-      t.equal((await postJson(`${url}api/jobs`, { script: `#!/bin/sh\n${body}\n`, group, name })).status, 201, `submitted ${name}`);
+      t.equal((await postJson(`${url}/api/jobs`, { script: `#!/bin/sh\n${body}\n`, group, name })).status, 201, `submitted ${name}`);
     }
     await page.waitForSelector('#running tr[data-state="running"]:has-text("nightly-report")', { timeout: WAIT });
     await page.waitForSelector('#failed-groups .fgroup[data-group="etl"] tr:has-text("sync-s3")', { timeout: WAIT });

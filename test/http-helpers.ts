@@ -38,7 +38,7 @@ export async function startServer(t: TestLike, spool: string, o: { tokenDir?: st
     const nl = out.indexOf('\n');
     return nl >= 0 ? out.slice(0, nl) : null;
   }, 90_000);
-  if (!/^http:\/\/127\.0\.0\.1:\d+\/$/.test(line)) throw new Error(`unexpected first line from pmjqctl serve: ${JSON.stringify(line)}`);
+  if (!/^http:\/\/127\.0\.0\.1:\d+$/.test(line)) throw new Error(`unexpected first line from pmjqctl serve: ${JSON.stringify(line)}`);
   return { url: line, proc };
 }
 
@@ -102,7 +102,7 @@ export class Events {
     const e = new Events();
     t.teardown(() => e.close());
     return new Promise((resolve, reject) => {
-      e.req = http.get(`${url}events`, { agent: false }, (res) => {
+      e.req = http.get(`${url}/events`, { agent: false }, (res) => {
         e.contentType = String(res.headers['content-type']);
         if (res.statusCode !== 200) { reject(new Error(`GET /events: ${res.statusCode}`)); return; }
         res.setEncoding('utf8');

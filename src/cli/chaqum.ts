@@ -11,7 +11,7 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { Daemon } from '../daemon.js';
 import { Logger } from '../util/log.js';
-import { EXIT_FAILED, UsageError, usageExit, unixManners } from './common.js';
+import { EXIT_FAILED, usageExit, unixManners } from './common.js';
 
 const PROG = 'chaqum';
 
@@ -31,11 +31,14 @@ async function main(): Promise<void> {
   if (dir === undefined) usageExit(PROG, 'no job tree DIR given');
   const tree = path.resolve(dir);
   const entry = path.resolve(tree, a.entry);
+  let st: fs.Stats | undefined;
+  try { st = fs.statSync(tree); } catch { /* said below */ }
+  if (st === undefined) usageExit(PROG, `job tree '${tree}' does not exist`);
+  if (!st.isDirectory()) usageExit(PROG, `job tree '${tree}' is not a directory`);
   try {
-    if (!fs.statSync(tree).isDirectory()) throw new UsageError(`'${tree}' is not a directory`);
     fs.accessSync(entry, fs.constants.X_OK);
-  } catch (err) {
-    usageExit(PROG, err instanceof UsageError ? err.message : `no executable entry job '${entry}' (use -e to name another)`);
+  } catch {
+    usageExit(PROG, `no executable entry job '${entry}' (use -e to name another)`);
   }
   // the engine keeps its claimed areas and logs in a private state directory
   const state = fs.mkdtempSync(path.join(os.tmpdir(), 'chaqum-'));

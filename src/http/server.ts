@@ -60,6 +60,8 @@ export async function createServer(o: ServeOptions): Promise<{ app: FastifyInsta
     bodyLimit,
     // open event streams must not keep a stopping server alive
     forceCloseConnections: true,
+    // URL/api/… from a URL that ended in '/' (as pmjq 0.1.0 printed it) still finds its route
+    routerOptions: { ignoreDuplicateSlashes: true },
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
   });
   const hub = new StateHub({ layout, server: { version: VERSION, writable: o.token !== null }, onError: (err) => log.warn('state-read-failed', { error: (err as Error).message }) });
@@ -128,7 +130,8 @@ export function parseListen(v: string): { host: string; port: number } {
 
 export function urlOf(host: string, port: number): string {
   const h = host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '[::1]' : host;
-  return `http://${h}:${port}/`;
+  // no trailing slash: scripts append /api/… to it
+  return `http://${h}:${port}`;
 }
 
 const HELP = `Usage: pmjqctl serve SPOOL [--listen ADDR:PORT] [--token-file FILE] [--submit-user USER]
