@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { readStamps, setup, shq, until, writeScript } from './protocol-host.js';
+import { BIN, ROOT_ARGS, scratch, start } from './helpers.js';
 
 // ---- repeats ----
 
@@ -67,4 +68,24 @@ cron("tick", ${JSON.stringify(ticks)}, "cron")
 
   host.protocol.close();
   t.ok(host.protocol.listRepeats().length === 0, 'close() clears the repeats');
+});
+
+// pmjq(1), --once: a repeat has no end, so `pmjq --once` with one registered
+// goes on like a daemon until a signal (documented there).
+t.test('pmjq --once with a repeat registered by --init: keeps firing it, exits 0 on SIGTERM', async (t) => {
+  const { dir, spool, archive } = scratch(t);
+  const tree = path.join(dir, 'tree');
+  fs.mkdirSync(tree);
+  const ticks = path.join(dir, 'ticks');
+  writeScript(tree, 'tick', `#!/bin/sh\necho tick >> ${shq(ticks)}\n`);
+  const init = writeScript(tree, 'init', `#!/bin/sh\n. "$PMJQ_LIB/pmjq.sh"\npmjq_repeat_interval 1s tick || exit 1\n`);
+  const p = start(t, BIN.pmjq, [...ROOT_ARGS, '--once', '--init', init, '-o', archive, spool]);
+  let exited: number | null = null;
+  void p.exited.then((c) => { exited = c; });
+  await until('the repeat to fire three times', () => {
+    try { return fs.readFileSync(ticks, 'utf8').split('\n').length > 3; } catch { return false; }
+  }, 20_000);
+  t.equal(exited, null, 'pmjq --once is still running: the spool is drained, but a repeat is registered');
+  p.kill('SIGTERM');
+  t.equal(await p.exited, 0, 'SIGTERM stops it, exit 0');
 });
