@@ -9,11 +9,11 @@ import os from 'node:os';
 import path from 'node:path';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { Daemon } from '../daemon.js';
 import { Logger } from '../util/log.js';
-import { EXIT_FAILED, usageExit, unixManners } from './common.js';
+import { EXIT_FAILED, completionShell, printCompletion, usageExit, unixManners } from './common.js';
 
 const PROG = 'chaqum';
+const completion = completionShell(PROG, process.argv.slice(2));
 
 const parser = unixManners(yargs(hideBin(process.argv))
   .scriptName(PROG)
@@ -22,7 +22,7 @@ const parser = unixManners(yargs(hideBin(process.argv))
   .option('log', { alias: 'l', choices: ['console', 'syslog'], default: 'console', describe: 'where the manager and the jobs log' })
   .option('verbose', { alias: 'v', type: 'count', describe: 'log more (debug lines of jobs too)' })
   .option('log-format', { choices: ['text', 'json'], default: 'text', describe: 'log lines as key=value text or JSON' })
-  .parserConfiguration({ 'halt-at-non-option': true }), PROG, 'Exit status: 0 when every job succeeded, 1 when one failed, 2 on a usage error.');
+  .parserConfiguration({ 'halt-at-non-option': true }), PROG, 'Exit status: 0 when every job succeeded, 1 when one failed, 2 on a usage error.\nShell completion: chaqum --completion bash|zsh prints the script (see chaqum(1)).');
 
 async function main(): Promise<void> {
   const a = await parser.parse();
@@ -49,6 +49,8 @@ async function main(): Promise<void> {
     write = (line) => { logger.stdin.write(line); };
   }
   const log = new Logger({ format: a['log-format'] as 'text' | 'json', verbosity: a.verbose ?? 0, write });
+  // imported here, not above: shell completion and --help need none of it
+  const { Daemon } = await import('../daemon.js');
   let code: number;
   try {
     code = await new Daemon({
@@ -89,7 +91,11 @@ function inheritedEnv(): Record<string, string> {
   return env;
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`${PROG}: ${(err as Error).message}\n`);
-  process.exit(EXIT_FAILED);
-});
+if (completion !== null) {
+  printCompletion(parser, PROG, completion);
+} else {
+  main().catch((err: unknown) => {
+    process.stderr.write(`${PROG}: ${(err as Error).message}\n`);
+    process.exit(EXIT_FAILED);
+  });
+}

@@ -2,7 +2,7 @@
 // checks of the values operators type.
 
 import fs from 'node:fs';
-import type { Argv } from 'yargs';
+import type { Argv, FallbackCompletionFunction } from 'yargs';
 import { parseDuration } from '../util/duration.js';
 import { VERSION } from '../version.js';
 
@@ -74,5 +74,47 @@ export function unixManners<T>(y: Argv<T>, prog: string, epilog: string): Argv<T
     .strict()
     .wrap(Math.min(100, process.stdout.columns || 80))
     .epilog(epilog)
-    .fail((msg, err) => usageExit(prog, msg || err?.message || 'invalid arguments'));
+    .fail((msg, err) => usageExit(prog, msg || err?.message || 'invalid arguments'))
+    // The answers to the completion scripts' `PROG --get-yargs-completions WORDS…`.
+    // Registered under a name no word can take ('--completion' parses as an
+    // option), so that yargs never mistakes a spool or job argument named
+    // 'completion' for a request of the script (completionShell handles it).
+    .completion('--completion', false, completeWords);
+}
+
+/** yargs' completions, but where a word, not an option, is due and yargs knows none: none. */
+const completeWords: FallbackCompletionFunction = (current, _argv, defaults, done) => {
+  defaults((_err, found) => {
+    // yargs offers the one-letter aliases as --x too: they are -x
+    const list = (found ?? []).filter((c) => !/^--[^-](:|$)/.test(c));
+    // a spool, a job tree, a job id: nothing, so that the shell completes file names
+    done(!current.startsWith('-') && list.every((c) => c.startsWith('-')) ? [] : list);
+  });
+};
+
+export type CompletionShell = 'bash' | 'zsh';
+
+/**
+ * `PROG --completion [bash|zsh]` asks for the shell completion script; it is
+ * recognised as the first argument only, since later words may be a spool, a
+ * job tree or a job's own arguments. yargs picks its template by $SHELL when
+ * the parser is made, so this runs before that and sets it. Without a shell
+ * named: zsh when $SHELL is zsh, bash otherwise.
+ */
+export function completionShell(prog: string, args: string[]): CompletionShell | null {
+  const first = args[0];
+  if (first === undefined || (first !== '--completion' && !first.startsWith('--completion='))) return null;
+  const given = first.includes('=') ? [first.slice(first.indexOf('=') + 1)] : args.slice(1, 2);
+  const rest = args.slice(first.includes('=') ? 1 : 2);
+  const shell = given[0] ?? ((process.env.SHELL ?? '').endsWith('zsh') ? 'zsh' : 'bash');
+  if (shell !== 'bash' && shell !== 'zsh') usageExit(prog, `--completion: '${shell}' is not a shell ${prog} completes for (bash, zsh)`);
+  if (rest.length > 0) usageExit(prog, `--completion takes only the name of a shell (bash, zsh), not '${rest[0]}'`);
+  process.env.SHELL = `/bin/${shell}`;
+  delete process.env.ZSH_NAME;
+  return shell;
+}
+
+/** Print yargs' completion script for `shell`: it asks `PROG --get-yargs-completions WORDS…` for each completion. */
+export function printCompletion<T>(y: Argv<T>, prog: string, shell: CompletionShell): void {
+  (y as unknown as { showCompletionScript($0: string, cmd: string): unknown }).showCompletionScript(prog, `--completion ${shell}`);
 }

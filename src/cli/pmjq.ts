@@ -7,7 +7,6 @@ import os from 'node:os';
 import path from 'node:path';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { Daemon } from '../daemon.js';
 import type { DaemonOptions } from '../options.js';
 import { normaliseCpu } from '../schedule/barrier.js';
 import type { GroupSettings } from '../schedule/groups.js';
@@ -16,9 +15,10 @@ import { Logger } from '../util/log.js';
 import { LIBS } from '../run/libs.js';
 import { parseEnvOptions } from '../run/launch.js';
 import { TrustError } from '../spool/trust.js';
-import { EXIT_FAILED, EXIT_USAGE, UsageError, duration, existingDir, number, usageExit, writableDir, unixManners } from './common.js';
+import { EXIT_FAILED, EXIT_USAGE, UsageError, completionShell, duration, existingDir, number, printCompletion, usageExit, writableDir, unixManners } from './common.js';
 
 const PROG = 'pmjq';
+const completion = completionShell(PROG, process.argv.slice(2));
 
 const parser = unixManners(yargs(hideBin(process.argv))
   .scriptName(PROG)
@@ -55,7 +55,7 @@ const parser = unixManners(yargs(hideBin(process.argv))
   .option('keep-age', { type: 'string', default: '7d', describe: 'without -o: and none older than DURATION', requiresArg: true })
   .option('log-format', { choices: ['text', 'json'], default: 'text', describe: 'daemon log lines on stderr' })
   .option('verbose', { alias: 'v', type: 'count', describe: 'log more (debug)' })
-  .option('quiet', { alias: 'q', type: 'count', describe: 'log less (-q: warnings, -qq: errors)' }), PROG, 'DURATION: 30, 30s, 250ms, 5m, 1h30m. Exit status: 0 ok, 1 a job failed (--once), 2 usage error.');
+  .option('quiet', { alias: 'q', type: 'count', describe: 'log less (-q: warnings, -qq: errors)' }), PROG, 'DURATION: 30, 30s, 250ms, 5m, 1h30m. Exit status: 0 ok, 1 a job failed (--once), 2 usage error.\nShell completion: pmjq --completion bash|zsh prints the script (see pmjq(1)).');
 
 function options(a: Awaited<ReturnType<typeof parser.parse>>): DaemonOptions {
   if (a.spool === undefined) throw new UsageError('no SPOOL directory given');
@@ -157,12 +157,18 @@ async function main(): Promise<void> {
     throw err;
   }
   const log = new Logger({ format: opts.logFormat, verbosity: opts.verbosity });
+  // imported here, not above: shell completion and --help need none of it
+  const { Daemon } = await import('../daemon.js');
   const code = await new Daemon(opts, log).run();
   process.exit(code);
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`${PROG}: ${(err as Error).message}\n`);
-  // a spool pmjq must not trust is a setup error, like a bad option
-  process.exit(err instanceof TrustError ? EXIT_USAGE : EXIT_FAILED);
-});
+if (completion !== null) {
+  printCompletion(parser, PROG, completion);
+} else {
+  main().catch((err: unknown) => {
+    process.stderr.write(`${PROG}: ${(err as Error).message}\n`);
+    // a spool pmjq must not trust is a setup error, like a bad option
+    process.exit(err instanceof TrustError ? EXIT_USAGE : EXIT_FAILED);
+  });
+}

@@ -16,7 +16,7 @@ import type { Source } from '../control/submit.js';
 import { DEFAULT_GROUP, Layout } from '../spool/layout.js';
 import { formatDuration } from '../util/duration.js';
 import { errText } from '../util/fsx.js';
-import { EXIT_FAILED, EXIT_USAGE, UsageError, duration, number, usageExit, unixManners } from './common.js';
+import { EXIT_FAILED, EXIT_USAGE, UsageError, completionShell, duration, number, printCompletion, usageExit, unixManners } from './common.js';
 
 const PROG = 'pmjqctl';
 /** state.ts DEFAULT_LEASE_MS and ls.ts SORT_KEYS, repeated so that --help imports neither (a test checks they agree) */
@@ -316,6 +316,7 @@ async function serveVerb(a: Args): Promise<void> {
 const VERBS = ['submit', 'status', 'ls', 'logs', 'pause', 'resume', 'kill', 'retry', 'run', 'serve'];
 const first = process.argv[2];
 if (first !== undefined && !first.startsWith('-') && !VERBS.includes(first)) usageExit(PROG, `unknown verb '${printable(first)}' (verbs: ${VERBS.join(', ')})`);
+const completion = completionShell(PROG, process.argv.slice(2));
 
 const parser = unixManners(yargs(hideBin(process.argv))
   .scriptName(PROG)
@@ -376,9 +377,13 @@ const parser = unixManners(yargs(hideBin(process.argv))
     .option('listen', { type: 'string', default: '127.0.0.1:8080', describe: 'listen on ADDR:PORT (port 0: any free port; the URL is printed first)', requiresArg: true })
     .option('token-file', { type: 'string', describe: 'changes need "Authorization: Bearer TOKEN", TOKEN being this file\'s first line (without: read-only)', requiresArg: true })
     .option('submit-user', { type: 'string', describe: 'as root: submitted jobs are owned by, and run as, USER', requiresArg: true }), serveVerb as never)
-  .demandCommand(1, 'a verb is needed: submit, status, ls, logs, pause, resume, kill, retry, run, serve'), PROG, 'DURATION: 30, 30s, 250ms, 5m, 1h30m. Exit status: 0 ok, 1 the operation failed, 2 usage error.');
+  .demandCommand(1, 'a verb is needed: submit, status, ls, logs, pause, resume, kill, retry, run, serve'), PROG, 'DURATION: 30, 30s, 250ms, 5m, 1h30m. Exit status: 0 ok, 1 the operation failed, 2 usage error.\nShell completion: pmjqctl --completion bash|zsh prints the script (see pmjqctl(1)).');
 
-parser.parseAsync().catch((err: unknown) => {
-  process.stderr.write(`${PROG}: ${errText(err)}\n`);
-  process.exitCode = EXIT_FAILED;
-});
+if (completion !== null) {
+  printCompletion(parser, PROG, completion);
+} else {
+  parser.parseAsync().catch((err: unknown) => {
+    process.stderr.write(`${PROG}: ${errText(err)}\n`);
+    process.exitCode = EXIT_FAILED;
+  });
+}
