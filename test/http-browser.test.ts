@@ -62,6 +62,51 @@ function gate(dir: string, name: string): { path: string; open(): void; wait: st
   return { path: p, open: () => fs.writeFileSync(p, ''), wait: `while [ ! -e '${p}' ]; do sleep 0.05; done` };
 }
 
+/**
+ * The hour before now as a node that has since stopped would have left it in
+ * SPOOL/.pmjq/history/NODE.jsonl (pmjq(5)): bursts of jobs in three groups,
+ * queued a while, some failing first and done when retried. Deterministic.
+ * Returns how many etl attempts failed.
+ */
+function replayHour(spool: string): number {
+  let seed = 16;
+  const rnd = (): number => { seed = (seed * 1103515245 + 12345) % 2 ** 31; return seed / 2 ** 31; };
+  const node = 'batch1.4711.1796000000';
+  const now = Date.now();
+  const lines: string[] = [];
+  let n = 0;
+  let etlFailures = 0;
+  for (let m = 58; m >= 2; m--) {
+    for (const [group, every, fails] of [['web', 1, 0.02], ['etl', 6, 0.25], ['reports', 15, 0]] as const) {
+      if (m % every !== 0) continue;
+      const burst = group === 'web' ? 1 + Math.floor(rnd() * 4 + 3 * Math.sin(m / 9) ** 2) : group === 'etl' ? 4 + Math.floor(rnd() * 6) : 2;
+      let free = now - m * 60_000;
+      for (let k = 0; k < burst; k++) {
+        const created = now - m * 60_000 - Math.floor(rnd() * 5000);
+        const run = group === 'reports' ? 90_000 : 2000 + Math.floor(rnd() * 20_000);
+        const claimed = Math.max(created + 50, free);
+        free = claimed + run / (group === 'web' ? 3 : 1);
+        const id = `${node}.${++n}`;
+        const rec = (attempt: number, started: number, status: string, exit: number): string => JSON.stringify({
+          id, name: `${group}-${n}`, group, node, host: 'batch1', owner: 1000, parent: null,
+          created: new Date(created).toISOString(), claimed: new Date(started - 5).toISOString(), started: new Date(started).toISOString(),
+          finished: new Date(Math.min(started + run, now - 30_000)).toISOString(), duration_ms: run, status, exit_code: exit, signal: null,
+          attempt, archive: null, log: null,
+        });
+        if (rnd() < fails) {
+          etlFailures += group === 'etl' ? 1 : 0;
+          lines.push(rec(1, claimed, 'failed', 1), rec(2, claimed + run + 1000, 'done', 0));
+        } else {
+          lines.push(rec(1, claimed, 'done', 0));
+        }
+      }
+    }
+  }
+  fs.mkdirSync(path.join(spool, '.pmjq/history'), { recursive: true });
+  fs.appendFileSync(path.join(spool, `.pmjq/history/${node}.jsonl`), lines.join('\n') + '\n');
+  return etlFailures;
+}
+
 t.test('the dashboard, live, in headless Chromium', async (t) => {
   const { dir, spool, archive } = scratch(t);
   openToAll(dir, spool, archive);
@@ -151,7 +196,30 @@ t.test('the dashboard, live, in headless Chromium', async (t) => {
     t.equal(await page.evaluate(() => (window as unknown as { notReloaded?: boolean }).notReloaded), true, 'the page was never reloaded');
   });
 
+  t.test('the last hour: per group, jobs finished each minute (failed apart) and the queue, drawn after jobs ran', async (t) => {
+    const web = '#charts .chart[data-group="web"]';
+    await page.waitForSelector(`${web} svg.throughput rect.bar-done`, { timeout: WAIT });
+    const doneBars = await page.$$eval(`${web} rect.bar-done`, (rs) => rs.map((r) => Number(r.getAttribute('data-count'))));
+    t.ok(doneBars.reduce((a, b) => a + b, 0) >= 2, `group web: its done jobs are bars (${doneBars.join('+')} in ${doneBars.length} minute(s))`);
+    t.equal(await page.getAttribute(web, 'data-failed'), '0', 'group web: no failed job');
+    const points = (await page.getAttribute(`${web} svg.queue polyline.depth`, 'points'))!.trim().split(/\s+/);
+    t.equal(points.length, 120, 'its queue is a line of 60 minutes (two points a step)');
+    t.ok(points.every((p) => /^\d+(\.\d+)?,\d+(\.\d+)?$/.test(p)), 'of numbers');
+    t.ok(Number(await page.getAttribute(web, 'data-peak-queued')) >= 1, 'and shows the job that waited behind the other (group web runs one at a time)');
+    const etl = '#charts .chart[data-group="etl"]';
+    await page.waitForSelector(`${etl} rect.bar-failed`, { timeout: WAIT });
+    await page.waitForSelector(`${etl} rect.bar-done`, { timeout: WAIT });
+    t.equal(await page.getAttribute(etl, 'data-failed'), '1', 'group etl: the failed attempt is a red bar');
+    t.equal(await page.getAttribute(etl, 'data-done'), '1', 'and its retry, done, a green one');
+    t.match(await page.textContent(`${etl} figcaption`), /1 done · 1 failed · 0 queued now/, 'the caption says so');
+    t.ok(await page.$eval(`${web} rect.bar-done title`, (e) => /^\d\d:\d\d: \d+ done, 0 failed$/.test(e.textContent ?? '')), 'a bar tells its minute and counts on hover');
+  });
+
   t.test('screenshot of a busy dashboard', async (t) => {
+    // For the README's picture only: an hour of another node's history, so
+    // that the charts have an hour to show (the caption says so).
+    let replayedEtlFailures = 0;
+    if (process.env.PMJQ_DASHBOARD_PNG) replayedEtlFailures = replayHour(spool);
     // a few of each state, for the picture
     const hold = gate(dir, 'report');
     for (const [name, group, body] of [
@@ -168,6 +236,8 @@ t.test('the dashboard, live, in headless Chromium', async (t) => {
     await page.waitForSelector('#failed-groups .fgroup[data-group="etl"] tr:has-text("sync-s3")', { timeout: WAIT });
     await page.waitForSelector('#recent tr:has-text("index-docs")', { timeout: WAIT });
     await page.waitForSelector('#recent tr:has-text("thumbnails")', { timeout: WAIT });
+    // the charts have caught up (they follow at most a second behind): etl's three failures and flaky's first attempt
+    await page.waitForSelector(`#charts .chart[data-group="etl"][data-failed="${replayedEtlFailures + 4}"]`, { timeout: WAIT });
     await page.click('#clear-selected');
     await page.waitForSelector('#selection', { state: 'hidden', timeout: WAIT });
     await page.evaluate(() => { (document.activeElement as HTMLElement | null)?.blur(); window.scrollTo(0, 0); });

@@ -171,3 +171,29 @@ export function recordsOf(layout: Layout, id: string): JobRecord[] {
   }
   return out.sort((a, b) => (a.finished < b.finished ? -1 : a.finished > b.finished ? 1 : 0));
 }
+
+/** Records of nodes whose clocks run behind still count: a file is read back this far past the window. */
+const CLOCK_SLACK_MS = 10 * 60_000;
+
+/**
+ * Every record (any attempt) that finished at or after `sinceMs`, read from
+ * the same per-process cache as readHistory. A history file is appended in
+ * the order its node finishes jobs, so each is read from its end back to the
+ * first record older than the window (less a slack for that node's clock).
+ */
+export function recordsSince(layout: Layout, sinceMs: number): JobRecord[] {
+  const out: JobRecord[] = [];
+  const since = new Date(sinceMs).toISOString();
+  const stop = new Date(sinceMs - CLOCK_SLACK_MS).toISOString();
+  const seen = new Set<string>();
+  for (const file of historyFiles(layout)) {
+    const c = fileRecords(file, seen);
+    if (!c) continue;
+    for (let i = c.records.length - 1; i >= 0; i--) {
+      const r = c.records[i]!;
+      if (r.finished >= since) out.push(r);
+      else if (r.finished < stop) break;
+    }
+  }
+  return out;
+}

@@ -75,6 +75,8 @@ export function registerApi(app: FastifyInstance, control: Control, auth: AuthCo
 
   app.get('/api/status', async () => control.status());
 
+  app.get('/api/charts', async () => control.charts());
+
   app.get<{ Querystring: JobsQuery }>('/api/jobs', { schema: { querystring: jobsQuery } }, async (req) => {
     const q = req.query;
     return control.jobs({

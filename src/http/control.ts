@@ -6,6 +6,7 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
+import { ChartSource, type Charts } from '../control/charts.js';
 import { CtlError } from '../control/errors.js';
 import { locate, type Located } from '../control/find.js';
 import { isFailed } from '../control/history.js';
@@ -85,6 +86,7 @@ export interface Poke { poke?: () => void }
 
 export interface Control {
   status(): StatusReport;
+  charts(): Charts;
   jobs(p: JobsParams): JobsPage;
   job(id: string, tailBytes: number): JobDetail;
   submit(b: SubmitBody): Submitted;
@@ -129,10 +131,16 @@ export function tail(file: string, bytes: number): LogTail | null {
 }
 
 export class SpoolControl implements Control {
+  private readonly chartSource = new ChartSource();
+
   constructor(private readonly layout: Layout, private readonly o: { submitUser: SubmitUser | null; hub?: Poke }) {}
 
   status(): StatusReport {
     return statusReport(readState(this.layout));
+  }
+
+  charts(): Charts {
+    return this.chartSource.read(readState(this.layout));
   }
 
   jobs(p: JobsParams): JobsPage {

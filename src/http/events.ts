@@ -9,6 +9,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { ChartSource, type Charts } from '../control/charts.js';
 import { readState, type SpoolState } from '../control/state.js';
 import { listJobs, type JobRow } from '../control/ls.js';
 import { statusReport, type StatusReport } from '../control/status.js';
@@ -29,6 +30,8 @@ export interface LiveSnapshot {
   recent: JobRow[];
   /** changes whenever the failed queue changes: the page then re-fetches the part of it it shows */
   failed_version: string;
+  /** the last hour, minute by minute, per group: jobs finished (done, failed) and queued */
+  charts: Charts;
 }
 
 export interface ServerInfo {
@@ -41,7 +44,7 @@ export const RECENT = 20;
 export const QUEUED_MAX = 20;
 export const LIST_MAX = 200;
 
-export function snapshot(s: SpoolState, server: ServerInfo): LiveSnapshot {
+export function snapshot(s: SpoolState, server: ServerInfo, charts: Charts): LiveSnapshot {
   const running = listJobs(s, { states: ['running'], sort: 'age', reverse: true, limit: LIST_MAX });
   const retrying = listJobs(s, { states: ['retrying'], sort: 'eta', limit: LIST_MAX });
   const queued = listJobs(s, { states: ['queued'], limit: QUEUED_MAX });
@@ -57,6 +60,7 @@ export function snapshot(s: SpoolState, server: ServerInfo): LiveSnapshot {
     queued_total: queued.total,
     recent: recent.jobs,
     failed_version: `${s.failed.length}:${hash(failedKey)}`,
+    charts,
   };
 }
 
@@ -105,6 +109,8 @@ export class StateHub {
   private last: LiveSnapshot | null = null;
   private readonly intervalMs: number;
   private readonly minGapMs: number;
+  private readonly chartSource = new ChartSource();
+  private charts: { at: number; charts: Charts } | null = null;
 
   constructor(private readonly opts: HubOptions) {
     this.intervalMs = opts.intervalMs ?? 1000;
@@ -139,6 +145,7 @@ export class StateHub {
     for (const w of this.watchers.values()) w.close();
     this.watchers.clear();
     this.last = null;
+    this.charts = null;
   }
 
   /** Something changed (an fs event, a write through the API): read soon, but not more often than minGapMs. */
@@ -155,7 +162,9 @@ export class StateHub {
     let snap: LiveSnapshot;
     try {
       s = readState(this.opts.layout);
-      snap = snapshot(s, this.opts.server);
+      // by the minute: once a second is often enough, however many events arrive
+      if (this.charts === null || this.lastRead - this.charts.at >= 1000) this.charts = { at: this.lastRead, charts: this.chartSource.read(s) };
+      snap = snapshot(s, this.opts.server, this.charts.charts);
     } catch (err) {
       this.opts.onError?.(err);
       return;

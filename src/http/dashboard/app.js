@@ -30,6 +30,17 @@
     return e;
   }
 
+  // the SVG namespace, as the HTML parser gives it to an <svg> (a constant, not a value from the server)
+  const SVG = (() => { const d = document.createElement('div'); d.innerHTML = '<svg></svg>'; return d.firstChild.namespaceURI; })();
+
+  /** svg('rect', {x: 1, class: 'bar'}, child…): an SVG element (attributes only: the page allows no inline style). */
+  function svg(tag, attrs, ...children) {
+    const e = document.createElementNS(SVG, tag);
+    for (const [k, v] of Object.entries(attrs || {})) if (v !== undefined && v !== null) e.setAttribute(k, String(v));
+    for (const c of children) if (c !== undefined && c !== null) e.append(c instanceof Node ? c : String(c));
+    return e;
+  }
+
   // ---- formatting ----
 
   function human(ms) {
@@ -62,6 +73,7 @@
     selected: new Map(), // id -> {id, name, state}
     failed: { q: '', sort: 'age', order: 'asc', size: 20, offsets: new Map() },
     failedGen: 0,
+    chartsKey: null,
     logId: null,
     token: sessionStorage.getItem(TOKEN_KEY) || '',
   };
@@ -109,6 +121,7 @@
     document.body.classList.toggle('read-only', !snap.server.writable);
     renderBanner(snap);
     renderTotals(snap);
+    renderCharts(snap);
     renderNodes(snap);
     renderGroups(snap);
     renderRunning(snap);
@@ -148,6 +161,66 @@
       item('rejected', t.rejected, t.rejected ? 'rejected' : ''),
       item('nodes live', `${t.live_nodes}/${t.nodes}`, t.live_nodes < t.nodes ? 'failed' : ''),
     );
+  }
+
+  // ---- the last hour, per group ----
+
+  const CW = 360; // chart width, in SVG units: one minute is CW / minutes wide
+  const BARS_H = 56;
+  const QUEUE_H = 36;
+  const TOP = 12; // room for the scale's label
+
+  function renderCharts(snap) {
+    const c = snap.charts;
+    const key = c ? JSON.stringify(c) : '';
+    if (key === live.chartsKey) return;
+    live.chartsKey = key;
+    const groups = c ? c.groups : [];
+    const queuedNow = new Map(snap.status.groups.map((g) => [g.group, g.queued]));
+    $('#charts').replaceChildren(...groups.map((g) => chart(c, g, queuedNow.get(g.group) || 0)));
+    $('#charts-empty').hidden = groups.length > 0;
+  }
+
+  function minuteLabel(c, i) {
+    return new Date(Date.parse(c.start) + i * c.bucket_ms).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', hour12: false });
+  }
+
+  function chart(c, g, queuedNow) {
+    const n = c.minutes;
+    const w = CW / n;
+    const sum = (a) => a.reduce((x, y) => x + y, 0);
+    const done = sum(g.done);
+    const failed = sum(g.failed);
+    // jobs finished per minute: done at the bottom, failed stacked on top
+    const most = Math.max(1, ...g.done.map((d, i) => d + g.failed[i]));
+    const bars = [];
+    for (let i = 0; i < n; i++) {
+      const tip = `${minuteLabel(c, i)}: ${g.done[i]} done, ${g.failed[i]} failed`;
+      const hd = (g.done[i] / most) * (BARS_H - TOP);
+      const hf = (g.failed[i] / most) * (BARS_H - TOP);
+      if (g.done[i]) bars.push(svg('rect', { class: 'bar-done', x: (i * w + 0.5).toFixed(1), y: (BARS_H - hd).toFixed(1), width: (w - 1).toFixed(1), height: hd.toFixed(1), 'data-minute': i, 'data-count': g.done[i] }, svg('title', {}, tip)));
+      if (g.failed[i]) bars.push(svg('rect', { class: 'bar-failed', x: (i * w + 0.5).toFixed(1), y: (BARS_H - hd - hf).toFixed(1), width: (w - 1).toFixed(1), height: hf.toFixed(1), 'data-minute': i, 'data-count': g.failed[i] }, svg('title', {}, tip)));
+    }
+    const throughput = svg('svg', { class: 'throughput', viewBox: `0 0 ${CW} ${BARS_H + 12}`, role: 'img', 'aria-label': `${g.group}: ${done} done and ${failed} failed in the last hour, at most ${most} a minute` },
+      svg('line', { class: 'axis', x1: 0, x2: CW, y1: BARS_H + 0.5, y2: BARS_H + 0.5 }),
+      ...bars,
+      svg('text', { x: 0, y: 9 }, `${most}/min`),
+      svg('text', { x: 0, y: BARS_H + 11 }, `−${n} min`),
+      svg('text', { x: CW, y: BARS_H + 11, 'text-anchor': 'end' }, 'now'));
+    // the most queued at once in each minute, as steps
+    const top = Math.max(1, ...g.queued);
+    const y = (v) => (QUEUE_H - (v / top) * (QUEUE_H - TOP)).toFixed(1);
+    const pts = [];
+    for (let i = 0; i < n; i++) pts.push(`${(i * w).toFixed(1)},${y(g.queued[i])}`, `${((i + 1) * w).toFixed(1)},${y(g.queued[i])}`);
+    const queue = svg('svg', { class: 'queue', viewBox: `0 0 ${CW} ${QUEUE_H + 2}`, role: 'img', 'aria-label': `${g.group}: at most ${Math.max(...g.queued)} queued at once in the last hour, ${queuedNow} now`, 'data-points': pts.length },
+      svg('polygon', { class: 'depth-area', points: `0,${QUEUE_H} ${pts.join(' ')} ${CW},${QUEUE_H}` }),
+      svg('polyline', { class: 'depth', points: pts.join(' ') }),
+      svg('line', { class: 'axis', x1: 0, x2: CW, y1: QUEUE_H + 0.5, y2: QUEUE_H + 0.5 }),
+      svg('text', { x: 0, y: 9 }, `${top} queued`));
+    return el('figure', { class: 'chart', dataset: { group: g.group, done: String(done), failed: String(failed), peakQueued: String(Math.max(...g.queued)) } },
+      el('figcaption', {}, el('span', { class: 'gname' }, g.group),
+        el('span', { class: 'muted' }, `${done} done · ${failed} failed · ${queuedNow} queued now`)),
+      throughput, queue);
   }
 
   const NODE_BADGE = { IDLE: 'badge-idle', PROCESSING: 'badge-ok', STARTING: 'badge-wait', STOPPING: 'badge-warn', FENCED: 'badge-bad', STALE: 'badge-bad' };
