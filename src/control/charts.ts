@@ -48,8 +48,12 @@ export interface Finished {
   failed: boolean;
 }
 
-/** The series of the `minutes` minutes up to `now` (pure: the tests feed it directly). */
-export function buildCharts(now: number, finished: Finished[], spans: QueueSpan[], minutes = MINUTES): Charts {
+/**
+ * The series of the `minutes` minutes up to `now` (pure: the tests feed it
+ * directly). `queuedBefore`: per group, jobs still queued whose file is
+ * older than the window (counted, not listed: there may be 100 000).
+ */
+export function buildCharts(now: number, finished: Finished[], spans: QueueSpan[], minutes = MINUTES, queuedBefore: Map<string, number> = new Map()): Charts {
   const start = Math.floor(now / BUCKET_MS) * BUCKET_MS - (minutes - 1) * BUCKET_MS;
   interface Acc { s: GroupSeries; before: number; events: [number, number][] }
   const acc = new Map<string, Acc>();
@@ -71,6 +75,7 @@ export function buildCharts(now: number, finished: Finished[], spans: QueueSpan[
   // happened before the window is the starting depth; what happens in it is
   // swept in time order (a claim before an arrival at the same instant), and
   // each minute keeps the most jobs that were queued at once.
+  for (const [group, n] of queuedBefore) if (n > 0) of(group).before += n;
   for (const sp of spans) {
     const end = sp.claimed ?? Infinity;
     if (end <= sp.created || end < start || sp.created > now) continue;
@@ -104,7 +109,8 @@ export function buildCharts(now: number, finished: Finished[], spans: QueueSpan[
  * next (a queued file is stat'ed once).
  */
 export class ChartSource {
-  private mtimes = new Map<string, number>();
+  /** group directory → queued name (names.key) → its file's mtime */
+  private mtimes = new Map<string, Map<string, number>>();
 
   read(state: SpoolState, minutes = MINUTES): Charts {
     const { layout, now } = state;
@@ -128,23 +134,32 @@ export class ChartSource {
       if (m && m.attempt === 1 && m.parent === null) addSpan(m.id, m.group, m.created, m.claimed);
     }
     const spans: QueueSpan[] = [...firstClaim.values()];
-    const mtimes = new Map<string, number>();
+    const queuedBefore = new Map<string, number>();
     let budget = STAT_BUDGET;
+    const seen = new Map<string, Map<string, number>>();
     for (const g of state.groups.values()) {
       if (g.dir === null) continue;
       const dir = layout.groupDir(g.dir);
+      const known = this.mtimes.get(g.dir) ?? new Map<string, number>();
+      // names claimed since are forgotten now and then, not at every reading
+      const keep = known.size > 2 * g.queued.length + 1000 ? new Map<string, number>() : known;
+      let before = 0;
       for (const k of g.queued) {
-        const at = `${g.dir}\0${k}`;
-        let t = this.mtimes.get(at);
+        let t = known.get(k);
         if (t === undefined && budget > 0) {
           budget--;
           try { t = fs.statSync(names.join(dir, names.fromKey(k))).mtimeMs; } catch { /* gone since the readdir */ }
+          if (t !== undefined) keep.set(k, t);
+        } else if (t !== undefined && keep !== known) {
+          keep.set(k, t);
         }
-        if (t !== undefined) mtimes.set(at, t);
+        if (t !== undefined && t < since) { before++; continue; }
         spans.push({ group: g.name, created: Math.min(t ?? now, now), claimed: null });
       }
+      seen.set(g.dir, keep);
+      queuedBefore.set(g.name, before);
     }
-    this.mtimes = mtimes;
-    return buildCharts(now, finished, spans, minutes);
+    this.mtimes = seen;
+    return buildCharts(now, finished, spans, minutes, queuedBefore);
   }
 }
