@@ -14,7 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { JobProcess } from '../dist/run/job-process.js';
-import { Protocol } from '../dist/run/protocol.js';
+import { Protocol } from '../dist/run/protocol/index.js';
 import { Logger } from '../dist/util/log.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -56,15 +56,18 @@ const host = {
     return id;
   },
   kill: () => false,
+  isSpoolGroup: () => false,
 };
 const protocol = new Protocol(host);
+/** every job runs as this process does */
+const ME = { uid: process.getuid(), gid: process.getgid(), groups: process.getgroups() };
 
 function run(id, file, args, cwd, parent) {
   const env = { ...process.env, CHAQUM_IDENT: id, PMJQ_JOB_ID: id };
   if (parent) env.CHAQUM_PARENT = parent;
   const proc = new JobProcess({
     id, file, args, cwd, env, logPath: path.join(dir, 'logs', 'all.log'), killGraceMs: 1000,
-    handler: protocol.handlerFor({ id, tree }), log,
+    handler: protocol.handlerFor({ id, tree, owner: ME }), log,
   });
   const r = proc.start();
   if (!r.ok) { protocol.jobEnded(id, null); return Promise.resolve(null); }

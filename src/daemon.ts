@@ -18,7 +18,7 @@ import { Slots } from './cluster/slots.js';
 import type { DaemonOptions } from './options.js';
 import type { JobProcess, JobEnd } from './run/job-process.js';
 import { loggerLevel, parseLevel } from './run/levels.js';
-import { Protocol, type EnqueueRequest } from './run/protocol.js';
+import { Protocol, type EnqueueRequest } from './run/protocol/index.js';
 import { closeInheritedDescriptors, launch, launcher, type Launcher } from './run/launch.js';
 import type { JobOwner } from './run/owner.js';
 import { ownerOf } from './run/privileges.js';
@@ -30,7 +30,7 @@ import { Heap } from './util/heap.js';
 import type { Candidate } from './spool/candidate.js';
 import { ClaimRefused, claimFromRetry, claimFromSpool, claimSub, linkCount, type ClaimedEntry, type ClaimedJob } from './spool/claim.js';
 import { Finisher, type Outcome } from './spool/finish.js';
-import { IdMaker, Layout, groupOf, makeNodeId } from './spool/layout.js';
+import { DEFAULT_GROUP, IdMaker, Layout, groupOf, makeNodeId } from './spool/layout.js';
 import * as names from './spool/names.js';
 import type { JobRecord, JobStatus } from './spool/record.js';
 import { Scanner } from './spool/scan.js';
@@ -149,7 +149,10 @@ export class Daemon {
     );
     this.holds = new Holds(log);
     this.slots = new Slots(this.layout.state, this.node);
-    this.protocol = new Protocol({ enqueue: (req) => this.enqueueSub(req), kill: (id) => this.killJob(id), log });
+    this.protocol = new Protocol({
+      enqueue: (req) => this.enqueueSub(req), kill: (id) => this.killJob(id), log,
+      isSpoolGroup: (name) => name === DEFAULT_GROUP || this.groups.find(name)?.dir !== undefined || fs.existsSync(this.layout.groupDir(name)),
+    });
     this.membership = new Membership(this.layout, this.node, opts.leaseMs);
     for (const [name, settings] of opts.groupSettings) this.groups.get(name).cliSettings = settings;
     this.hooks = new Hooks(
@@ -212,7 +215,8 @@ export class Daemon {
       this.scanner.scanAll();
     }
     if (o.init) {
-      this.enqueueSub({ parent: '', script: o.init.script, args: o.init.args, tree: o.tree ?? path.dirname(o.init.script), forget: false });
+      // the operator's own command: it runs as pmjq does
+      this.enqueueSub({ parent: '', owner: this.selfOwner, script: o.init.script, args: o.init.args, tree: o.tree ?? path.dirname(o.init.script), forget: false });
     }
     this.pump();
     this.checkDrained();
@@ -224,9 +228,9 @@ export class Daemon {
   /** Queue a sub-job; its id is valid at once. It runs with its parent's owner's privileges, never more. */
   private enqueueSub(req: EnqueueRequest): string {
     if (this.stopping) throw new Error('pmjq is stopping');
-    // a sub-job runs as the job that asked, never more; --init's script is the operator's
-    const owner = (req as { owner?: JobOwner }).owner ?? (req.parent === '' ? this.selfOwner : this.running.get(req.parent)?.job.owner);
-    if (owner === undefined) throw new Error('the job that asked has ended: its owner is unknown, so nothing is queued');
+    // a sub-job or a repeat's instance runs as the job that asked, never more: no owner, no job
+    const owner = req.owner;
+    if (!owner) throw new Error('sub-job without an owner: refused');
     const id = this.ids.next();
     const g = this.groups.get(req.group ?? 'default');
     if (req.maxproc !== undefined) g.protocolSettings = { ...g.protocolSettings, max: req.maxproc };
@@ -354,6 +358,8 @@ export class Daemon {
     const g = this.groups.get(groupOf(dir));
     if (g.dir === undefined) {
       g.dir = dir;
+      // a spool group's settings are the operator's: none left from `enqueue -g NAME -m/-c`
+      g.protocolSettings = {};
       // a group seen for the first time: its settings apply to its first job already
       this.readGroupSettings(g);
     }
@@ -617,7 +623,7 @@ export class Daemon {
       logPath: this.finisher.logPath(job),
       timeoutMs: group.settings.timeout ?? this.opts.timeoutMs,
       killGraceMs: this.opts.killGraceMs,
-      handler: this.protocol.handlerFor({ id: job.id, tree: this.opts.tree ?? m.tree ?? this.layout.groupDir(m.dir) }),
+      handler: this.protocol.handlerFor({ id: job.id, tree: this.opts.tree ?? m.tree ?? this.layout.groupDir(m.dir), owner: job.owner }),
       log: this.log,
       onLine: this.opts.chaqum ? (line) => this.jobLine(job, line) : undefined,
     });
@@ -737,7 +743,7 @@ export class Daemon {
         attempt: job.meta.attempt, next_attempt: r.meta.attempt, retries, delay_ms: Math.round(delay),
       });
       this.scanner.addRetry(r.entry, due, r.meta);
-      this.protocol.jobEnded(job.id, outcome.exitCode, false);
+      this.protocol.jobEnded(job.id, outcome.exitCode, false, outcome.signal);
       return true;
     } catch (err) {
       this.log.error('requeue-failed', { id: job.id, error: errText(err) });
@@ -748,7 +754,7 @@ export class Daemon {
   private complete(job: ClaimedJob, outcome: Outcome, group = this.groupFor(job.meta.dir)): void {
     if (this.retryLater(job, group, outcome)) return;
     const s = outcome.status;
-    this.protocol.jobEnded(job.id, outcome.exitCode, s === 'killed' || s === 'timeout' || s === 'interrupted');
+    this.protocol.jobEnded(job.id, outcome.exitCode, s === 'killed' || s === 'timeout' || s === 'interrupted', outcome.signal);
     if (outcome.status !== 'done') this.failures++;
     let record: JobRecord;
     try {

@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { JobProcess, type JobEnd } from '../dist/run/job-process.js';
-import { Protocol, type EnqueueRequest, type Limits, type ProtocolHost } from '../dist/run/protocol.js';
+import { Protocol, type EnqueueRequest, type Limits, type ProtocolHost } from '../dist/run/protocol/index.js';
 import { Logger } from '../dist/util/log.js';
 import { waitFor } from './helpers.js';
 
@@ -35,11 +35,16 @@ export interface HostJob {
 
 interface Group { max: number; running: number; queue: HostJob[] }
 
+/** Who every job of these tests runs as: the test's own process. */
+export const ME = { uid: process.getuid!(), gid: process.getgid!(), groups: process.getgroups!() };
+
 export class TestHost implements ProtocolHost {
   readonly protocol: Protocol;
   readonly log: Logger;
   readonly lines: string[] = [];
   readonly jobs = new Map<string, HostJob>();
+  /** groups that stand for spool directories (their settings are not the protocol's) */
+  readonly spoolGroups = new Set(['default']);
   private readonly groups = new Map<string, Group>();
   private readonly endWaiters = new Map<string, (() => void)[]>();
   private readonly lineWaiters: { re: RegExp; resolve: (l: string) => void }[] = [];
@@ -73,13 +78,17 @@ export class TestHost implements ProtocolHost {
     const g = this.group(groupName);
     if (req.maxproc !== undefined) g.max = req.maxproc;
     const job: HostJob = {
-      id, file: req.script, args: req.args, tree: req.tree, parent: req.parent, group: groupName,
+      id, file: req.script, args: req.args, tree: req.tree, parent: req.parent || null, group: groupName,
       repeat: req.repeat ?? null, enqueuedAt: Date.now(), proc: null, end: null, dropped: false,
     };
     this.jobs.set(id, job);
     g.queue.push(job);
     setImmediate(() => this.pump());
     return id;
+  }
+
+  isSpoolGroup(name: string): boolean {
+    return this.spoolGroups.has(name);
   }
 
   kill(id: string): boolean {
@@ -193,7 +202,7 @@ export class TestHost implements ProtocolHost {
       env,
       logPath: this.logPath(job.id),
       killGraceMs: 2000,
-      handler: this.protocol.handlerFor({ id: job.id, tree: job.tree }),
+      handler: this.protocol.handlerFor({ id: job.id, tree: job.tree, owner: ME }),
       log: this.log,
     });
     const r = proc.start();
@@ -208,7 +217,7 @@ export class TestHost implements ProtocolHost {
     void proc.ended.then((end) => {
       job.end = end;
       if (g) g.running--;
-      this.protocol.jobEnded(job.id, end.exitCode, end.reason === 'killed' || end.reason === 'timeout');
+      this.protocol.jobEnded(job.id, end.exitCode, end.reason === 'killed' || end.reason === 'timeout', end.signal);
       this.notify(job.id);
       this.pump();
     });

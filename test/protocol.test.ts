@@ -14,9 +14,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import type { ChannelIO, CommandHandler } from '../dist/run/channel.js';
-import { Protocol, type EnqueueRequest, type Limits, type ProtocolHost } from '../dist/run/protocol.js';
+import { Protocol, type EnqueueRequest, type Limits, type ProtocolHost } from '../dist/run/protocol/index.js';
 import { Logger } from '../dist/util/log.js';
-import { readStamps, setup, shq, until, writeScript } from './protocol-host.js';
+import { ME, readStamps, setup, shq, until, writeScript } from './protocol-host.js';
 
 // ---- fixtures: the jobs ----
 //
@@ -84,7 +84,7 @@ w("wait " + " ".join(str(status.exitcode) for _, status in waitjobs(*jobs)))
 s = enqueue("sleeper")
 assert recvmsg(timeout=20) == b"up"
 st = s.kill(timeout=20)
-w("kill " + ("N" if st.done and st.exitcode is None else repr(st)))
+w("kill %s" % (st.exitcode if st.done else repr(st)))
 e = enqueue(os.path.abspath(sys.argv[0]), "--echo")
 with open(payload, "rb") as f:
     m = e.sendmsg(f.read())
@@ -114,7 +114,7 @@ w('wait', map { $_->{status}{exitcode} } waitjobs(@jobs));
 my $s = enqueue('sleeper');
 die "no up" unless recvmsg(20) eq 'up';
 my $st = $s->kill(20);
-w('kill', ($st->{done} && !defined $st->{exitcode}) ? 'N' : 'bad');
+w('kill', $st->{done} ? $st->{exitcode} : 'bad');
 my $e = enqueue($0, '--echo');
 my $data = do { open(my $p, '<:raw', $payload) or die; local $/; <$p> };
 my $m = $e->sendmsg($data);
@@ -143,7 +143,7 @@ w('wait ' + waitjobs(jobs).map((r) => r.status.exitcode).join(' '));
 const s = enqueue('sleeper');
 if (recvmsg({ timeout: 20 }).toString() !== 'up') process.exit(1);
 const st = s.kill(20);
-w('kill ' + (st.done && st.exitcode === null ? 'N' : JSON.stringify(st)));
+w('kill ' + (st.done ? st.exitcode : JSON.stringify(st)));
 const e = enqueue(new URL(import.meta.url).pathname, ['--echo']);
 const m = e.sendmsg(fs.readFileSync(payload));
 w('recv ' + (m.waitrecv(20) ? 'R' : 'not received'));
@@ -277,8 +277,8 @@ for (const [lang, entry] of Object.entries(ENTRIES)) {
     const ended = await host.ended(job.id, 60_000);
     t.comment(`${lang}: entry job took ${Date.now() - started} ms`);
     t.equal(ended.end?.exitCode, 0, `the ${lang} entry job exits 0`, { log: host.jobLog(job.id) });
-    t.same(fs.readFileSync(out, 'utf8').split('\n').filter(Boolean), ['wait 0 3 7', 'kill N', 'recv R', 'echo 0', 'done'],
-      'exit codes came back, the sleeper was killed (N), the message was received and echoed');
+    t.same(fs.readFileSync(out, 'utf8').split('\n').filter(Boolean), ['wait 0 3 7', 'kill -15', 'recv R', 'echo 0', 'done'],
+      'exit codes came back, the sleeper was killed (-15: SIGTERM, as chaqum 0.16 says), the message was received and echoed');
 
     // one at a time: each stamp job started after the previous one ended
     const runs = [1, 2, 3].map((i) => readStamps(path.join(stampDir, `${lang}${i}`)));
@@ -376,18 +376,22 @@ t.test('hostile input on fd 3: answered with E or dropped; the next job still ru
 
 class FakeHost implements ProtocolHost {
   n = 0;
+  /** ids the next enqueues return (then j1, j2, …) */
+  names: string[] = [];
+  spoolGroups = new Set(['default']);
   enqueued: EnqueueRequest[] = [];
   killed: string[] = [];
   lines: string[] = [];
   log = new Logger({ verbosity: 1, write: (l) => { this.lines.push(l); } });
   onEnqueue?: (id: string) => void;
   enqueue(req: EnqueueRequest): string {
-    const id = `j${++this.n}`;
+    const id = this.names.shift() ?? `j${++this.n}`;
     this.enqueued.push(req);
     this.onEnqueue?.(id);
     return id;
   }
   kill(id: string): boolean { this.killed.push(id); return true; }
+  isSpoolGroup(name: string): boolean { return this.spoolGroups.has(name); }
 }
 
 /** A ChannelIO over fixed bytes (what follows the command line). */
@@ -419,19 +423,30 @@ async function ask(h: CommandHandler, line: string, rest = ''): Promise<string> 
   }
 }
 
-function fake(limits: Partial<Limits> = {}): { host: FakeHost; p: Protocol; h: CommandHandler; tree: string } {
+interface Fake { host: FakeHost; p: Protocol; h: CommandHandler; tree: string }
+
+function fake(limits: Partial<Limits> = {}): Fake {
   const host = new FakeHost();
   const p = new Protocol(host, limits);
   const tree = path.dirname(process.execPath); // node itself is an executable there
-  return { host, p, h: p.handlerFor({ id: 'top', tree }), tree };
+  return { host, p, h: p.handlerFor({ id: 'top', tree, owner: ME }), tree };
 }
 
 const NODE = path.basename(process.execPath);
 
+/** A job of `by`'s family named `name`: enqueued by it, then given its own handler. */
+async function relative(f: Fake, name: string, by = f.h): Promise<CommandHandler> {
+  f.host.names.push(name);
+  const answer = await ask(by, `enqueue -- ${NODE}`);
+  if (answer !== `S ${name}`) throw new Error(`enqueue of ${name}: ${answer}`);
+  return f.p.handlerFor({ id: name, tree: f.tree, owner: ME });
+}
+
 t.test('answers byte for byte', async (t) => {
-  const { host, p, h } = fake();
+  const fx = fake();
+  const { host, p, h } = fx;
   t.equal(await ask(h, `enqueue -- ${NODE} a 'b c'`), 'S j1');
-  t.same(host.enqueued[0], { parent: 'top', script: process.execPath, args: ['a', 'b c'], tree: path.dirname(process.execPath), forget: false });
+  t.same(host.enqueued[0], { parent: 'top', owner: ME, script: process.execPath, args: ['a', 'b c'], tree: path.dirname(process.execPath), forget: false });
   t.equal(await ask(h, `enqueue -F -g convert -m 2 -c 70 -- ${NODE}`), 'S j2');
   t.match(host.enqueued[1], { forget: true, group: 'convert', maxproc: 2, maxcpu: 0.7 }, '-F -g -m -c, percent to fraction');
   t.equal(await ask(h, `enqueue -Fgconvert -m1 -c0.5 ${NODE}`), 'S j3', 'clustered and attached options, no --');
@@ -452,7 +467,7 @@ t.test('answers byte for byte', async (t) => {
   t.ok(p.idle, 'idle: nobody waits');
   const all = ask(h, 'wait -a -- j5 j1');
   t.notOk(p.idle, 'not idle while a job waits');
-  const first = p.handlerFor({ id: 'other', tree: '/' });
+  const first = await relative(fx, 'other');
   const f = ask(first, 'wait -f -t 10 -- j5 j2');
   await new Promise((r) => setImmediate(r));
   p.jobEnded('j2', 3);
@@ -468,7 +483,13 @@ t.test('answers byte for byte', async (t) => {
   await new Promise((r) => setImmediate(r));
   t.same(host.killed, ['j3'], 'killjobs asks the host to kill');
   p.jobEnded('j3', null, true);
-  t.equal(await k, 'S j3 N', 'and answers when it ended');
+  t.equal(await k, 'S j3 N', 'and answers when it ended (N: it never ran)');
+  t.equal(await ask(h, `enqueue -- ${NODE}`), 'S j6');
+  p.jobStarted('j6');
+  const k6 = ask(h, 'killjobs -- j6');
+  await new Promise((r) => setImmediate(r));
+  p.jobEnded('j6', null, true, 'SIGTERM');
+  t.equal(await k6, 'S j6 -15', 'a running job killed by SIGTERM: -15, as chaqum 0.16 answers');
 
   t.equal(await ask(h, 'sendmsg -- other 5', 'ab\n'), 'E sendmsg: input ended inside the payload', 'a payload cut short by the end of input');
   t.equal(await ask(h, 'sendmsg -- other 6', 'héllo\n'), 'S msg:1', 'sendmsg: S MSGID; LENGTH counts bytes');
@@ -494,8 +515,9 @@ t.test('answers byte for byte', async (t) => {
 });
 
 t.test('cleanup when jobs end', async (t) => {
-  const { host, p, h } = fake();
-  const other = p.handlerFor({ id: 'other', tree: '/' });
+  const f = fake();
+  const { host, p, h } = f;
+  const other = await relative(f, 'other');
   t.equal(await ask(h, `enqueue -- ${NODE}`), 'S j1');
   t.equal(await ask(h, `enqueue -F -- ${NODE}`), 'S j2');
   t.equal(await ask(h, `enqueue -- ${NODE}`), 'S j3');
@@ -508,14 +530,13 @@ t.test('cleanup when jobs end', async (t) => {
   t.equal(await ask(other, 'recvmsg -t 0'), 'E job has ended', 'an ended job gets no more answers');
 
   // messages to a job that ends unreceived: N
-  const o2 = p.handlerFor({ id: 'o2', tree: '/' });
+  await relative(f, 'o2');
   t.equal(await ask(h, 'sendmsg -- o2 1', 'x\n'), 'S msg:1');
   const wr = ask(h, 'waitrecv -- msg:1');
   await new Promise((r) => setImmediate(r));
   p.jobEnded('o2', 0);
   t.equal(await wr, 'S msg:1 N', 'the recipient ended without receiving it: N');
   t.equal(await ask(h, 'sendmsg -- o2 1', 'x\n'), 'E sendmsg: job o2 has ended');
-  void o2;
 
   // -F: state dropped when it ends
   p.jobEnded('j2', 0);
@@ -524,9 +545,9 @@ t.test('cleanup when jobs end', async (t) => {
   t.equal(await ask(h, 'waitjobs -- j1'), 'S j1 1', 'a normal one is remembered');
 
   // killed: its live sub-jobs are killed too; merely exiting leaves them
-  const c = p.handlerFor({ id: 'j3', tree: path.dirname(process.execPath) });
+  const c = p.handlerFor({ id: 'j3', tree: path.dirname(process.execPath), owner: ME });
   t.equal(await ask(c, `enqueue -- ${NODE}`), 'S j4');
-  const c4 = p.handlerFor({ id: 'j4', tree: path.dirname(process.execPath) });
+  const c4 = p.handlerFor({ id: 'j4', tree: path.dirname(process.execPath), owner: ME });
   t.equal(await ask(c4, `enqueue -- ${NODE}`), 'S j5');
   t.same(p.descendants('top').sort(), ['j3', 'j4', 'j5']);
   p.jobEnded('top', null, true);
@@ -534,15 +555,16 @@ t.test('cleanup when jobs end', async (t) => {
   t.equal(await ask(c4, 'waitjobs -t 0 -- j1'), 'S', 'results of a parent\'s children are dropped when the parent ends');
   for (const id of ['j3', 'j4', 'j5']) p.jobEnded(id, null, true);
   t.ok(p.idle, 'idle: nobody waiting, no repeat');
-  // kept: the exit codes of the top-level jobs (top, other, o2) and of j3–j5, whose parents had ended (bounded by maxResults)
-  t.same(p.stats(), { live: 0, results: 6, queuedMessages: 0, queuedBytes: 0, messageResults: 0, repeats: 0 }, 'nothing retained but what must be');
+  // kept: the exit codes of the top-level job and of j3–j5, whose parents had ended (bounded by maxResults)
+  t.same(p.stats(), { live: 0, results: 4, queuedMessages: 0, queuedBytes: 0, messageResults: 0, repeats: 0 }, 'nothing retained but what must be');
 });
 
 t.test('bounds: E beyond the limits, oldest results dropped first', async (t) => {
-  const limits: Partial<Limits> = { maxInboxMessages: 3, maxInboxBytes: 10, maxMessageBytes: 8, maxResults: 4, maxRepeats: 2, maxLiveChildren: 5, maxQueuedBytes: 12 };
-  const { p, h } = fake(limits);
-  p.handlerFor({ id: 'r', tree: '/' });
-  p.handlerFor({ id: 'r2', tree: '/' });
+  const limits: Partial<Limits> = { maxInboxMessages: 3, maxInboxBytes: 10, maxMessageBytes: 8, maxResults: 4, maxRepeats: 2, maxLiveChildren: 7, maxQueuedBytes: 12 };
+  const f = fake(limits);
+  const { p, h } = f;
+  await relative(f, 'r');
+  await relative(f, 'r2');
   t.equal(await ask(h, 'sendmsg -- r 9', '123456789\n'), 'E sendmsg: message of 9 bytes is longer than 8', 'message size');
   t.equal(await ask(h, 'sendmsg -- r 4', '1234\n'), 'S msg:1');
   t.equal(await ask(h, 'sendmsg -- r 4', '1234\n'), 'S msg:2');
@@ -553,7 +575,7 @@ t.test('bounds: E beyond the limits, oldest results dropped first', async (t) =>
   t.match(await ask(h, 'sendmsg -- r2 4', '1234\n'), /too many bytes queued for all jobs/, 'all inboxes together');
 
   for (let i = 1; i <= 5; i++) t.equal(await ask(h, `enqueue -- ${NODE}`), `S j${i}`);
-  t.match(await ask(h, `enqueue -- ${NODE}`), /^E enqueue: job has 5 sub-jobs queued or running/, 'live sub-jobs per job');
+  t.match(await ask(h, `enqueue -- ${NODE}`), /^E enqueue: job has 7 sub-jobs queued or running/, 'live sub-jobs per job');
   for (let i = 1; i <= 5; i++) p.jobEnded(`j${i}`, i);
   t.equal(await ask(h, 'waitjobs -- j1 j2 j3 j4 j5'), 'S j2 2 j3 3 j4 4 j5 5', 'only the newest 4 results are kept');
 
@@ -565,7 +587,7 @@ t.test('bounds: E beyond the limits, oldest results dropped first', async (t) =>
 
 t.test('a host that starts or ends the job inside enqueue', async (t) => {
   const { host, p, h } = fake();
-  host.onEnqueue = (id) => { p.handlerFor({ id, tree: '/' }); p.jobStarted(id); };
+  host.onEnqueue = (id) => { p.handlerFor({ id, tree: '/', owner: ME }); p.jobStarted(id); };
   t.equal(await ask(h, `enqueue -- ${NODE}`), 'S j1');
   t.same(p.descendants('top'), ['j1'], 'started during enqueue: still the caller\'s sub-job');
   host.onEnqueue = (id) => p.jobEnded(id, null);
