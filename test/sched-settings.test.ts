@@ -78,10 +78,10 @@ t.test('broken settings files: one line each naming file and reason; last good s
 
   const tmp = (): string => path.join(g, `.new-${Math.random().toString(36).slice(2)}`);
   const variants: { what: string; install(): void; reason: RegExp }[] = [
-    { what: 'invalid JSON', install: () => replaceFile(settings, '{"max": 3,\n'), reason: /error="invalid JSON: / },
-    { what: 'an unknown field', install: () => replaceFile(settings, '{"max": 3, "maxx": 4}\n'), reason: /error="maxx: unknown setting/ },
-    { what: 'a negative max', install: () => replaceFile(settings, '{"max": -1}\n'), reason: /error="max: -1 is not a whole number/ },
-    { what: 'a string where a duration is wanted', install: () => replaceFile(settings, '{"timeout": "soon"}\n'), reason: /error="timeout: 'soon' is not a duration/ },
+    { what: 'invalid JSON', install: () => replaceFile(settings, '{"max": 3,\n'), reason: /error="is not valid JSON/ },
+    { what: 'an unknown field', install: () => replaceFile(settings, '{"max": 3, "maxx": 4}\n'), reason: /error="key number 2 is not a setting \(known: max, / },
+    { what: 'a negative max', install: () => replaceFile(settings, '{"max": -1}\n'), reason: /error="max: the number given is not a whole number/ },
+    { what: 'a string where a duration is wanted', install: () => replaceFile(settings, '{"timeout": "soon"}\n'), reason: /error="timeout: the string given is not a duration/ },
     {
       what: 'a FIFO',
       install: () => { const f = tmp(); execFileSync('mkfifo', [f]); fs.renameSync(f, settings); },
@@ -90,7 +90,7 @@ t.test('broken settings files: one line each naming file and reason; last good s
     {
       what: 'a symlink to /dev/zero',
       install: () => { const f = tmp(); fs.symlinkSync('/dev/zero', f); fs.renameSync(f, settings); },
-      reason: /error="not a regular file/,
+      reason: /error="is a symbolic link: never followed/,
     },
   ];
   let jobs = 3;

@@ -1,0 +1,56 @@
+// A directory held open, so that what is done "in it" is done in that very
+// directory even if its path is swapped for a symbolic link or renamed away
+// meanwhile: the directory is opened with O_NOFOLLOW (a symlink in its place
+// is refused, not followed) and names inside it are reached through
+// /proc/self/fd/N/NAME, which the kernel resolves to the open directory
+// itself — Node has no openat(2). Where /proc is not mounted, the path is
+// used and `unchanged()` tells whether it still names the same directory.
+
+import fs from 'node:fs';
+import path from 'node:path';
+
+const PROC_FD = '/proc/self/fd';
+let procChecked: boolean | undefined;
+
+function haveProc(): boolean {
+  procChecked ??= fs.existsSync(PROC_FD);
+  return procChecked;
+}
+
+export class OpenDir {
+  private constructor(readonly dir: string, readonly fd: number, readonly st: fs.Stats) {}
+
+  /**
+   * Opens `dir`, which must be a directory and not a symbolic link. Throws
+   * the errno error (ELOOP or ENOTDIR for a symlink or a file in its place).
+   */
+  static open(dir: string): OpenDir {
+    const fd = fs.openSync(dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY | fs.constants.O_NOFOLLOW);
+    try {
+      return new OpenDir(dir, fd, fs.fstatSync(fd));
+    } catch (err) {
+      fs.closeSync(fd);
+      throw err;
+    }
+  }
+
+  /** The path of `name` inside this very directory. */
+  at(name: string | Buffer): string | Buffer {
+    const base = haveProc() ? `${PROC_FD}/${this.fd}` : this.dir;
+    return typeof name === 'string' ? path.join(base, name) : Buffer.concat([Buffer.from(`${base}/`), name]);
+  }
+
+  /** Does `dir` still name this directory (not replaced, renamed, or swapped for a symlink)? */
+  unchanged(): boolean {
+    try {
+      const now = fs.lstatSync(this.dir);
+      return now.isDirectory() && now.ino === this.st.ino && now.dev === this.st.dev;
+    } catch {
+      return false;
+    }
+  }
+
+  close(): void {
+    try { fs.closeSync(this.fd); } catch { /* closed */ }
+  }
+}
