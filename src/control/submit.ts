@@ -3,12 +3,20 @@
 // executable, then given its real name in one step, so that no daemon ever
 // sees half a job. The name is collision-free: link(2) never replaces an
 // existing file, so two submitters can never overwrite each other.
+//
+// The group directory is held open while the job is written (opened with
+// O_NOFOLLOW inside the spool, written through /proc/self/fd: see
+// util/open-dir.ts): a group that is a symbolic link or not a directory is
+// refused, and a group swapped for a symlink meanwhile cannot redirect the
+// write — pmjqctl serve may run as root, and must never write outside the
+// spool.
 
 import fs from 'node:fs';
 import path from 'node:path';
 import { DEFAULT_GROUP, STATE_DIR, type Layout } from '../spool/layout.js';
 import * as names from '../spool/names.js';
 import { isErrno } from '../util/fsx.js';
+import { OpenDir } from '../util/open-dir.js';
 import { CtlError, q } from './errors.js';
 
 export type Source =
@@ -77,28 +85,81 @@ function suffix(): string {
 
 let tmpCounter = 0;
 
-export function submit(layout: Layout, o: SubmitOptions): Submitted {
-  const group = o.group ?? DEFAULT_GROUP;
-  let dir = layout.spool;
-  if (o.group !== undefined && o.group !== DEFAULT_GROUP) {
-    checkGroup(o.group);
-    if (o.group === STATE_DIR) throw new CtlError(`group ${q(o.group)} is pmjq's own state directory, not a group`, 2);
-    dir = path.join(layout.spool, o.group);
-    try {
-      fs.mkdirSync(dir);
-    } catch (err) {
-      if (!isErrno(err, 'EEXIST')) throw new CtlError(`cannot create group directory ${q(dir)}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
-      if (!fs.statSync(dir).isDirectory()) throw new CtlError(`${q(dir)} exists and is not a directory: it cannot be group ${q(o.group)}`);
-    }
+/** A group directory to submit into, held open; `path` is how it is named to people. */
+export interface GroupDir {
+  dir: OpenDir;
+  path: string;
+  group: string;
+}
+
+/**
+ * Opens the directory of `group` (undefined or `default`: the spool's top
+ * level), creating it if missing. Refused when it is a symbolic link or not
+ * a directory, whoever made it so.
+ */
+export function openGroupDir(layout: Layout, group: string | undefined): GroupDir {
+  // the spool itself is the operator's path: it may be a symlink; what is inside it is not trusted
+  let spool: OpenDir;
+  let real: string;
+  try {
+    real = fs.realpathSync(layout.spool);
+    spool = OpenDir.open(real);
+  } catch (err) {
+    throw new CtlError(`cannot open the spool ${q(layout.spool)}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
   }
+  if (group === undefined || group === DEFAULT_GROUP) return { dir: spool, path: layout.spool, group: DEFAULT_GROUP };
+  try {
+    checkGroup(group);
+    if (group === STATE_DIR) throw new CtlError(`group ${q(group)} is pmjq's own state directory, not a group`, 2);
+    const shown = path.join(layout.spool, group);
+    const at = spool.at(group) as string;
+    try {
+      fs.mkdirSync(at);
+    } catch (err) {
+      if (!isErrno(err, 'EEXIST')) throw new CtlError(`cannot create group directory ${q(shown)}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    }
+    try {
+      return { dir: OpenDir.open(path.join(real, group), at), path: shown, group };
+    } catch (err) {
+      if (isErrno(err, 'ELOOP', 'ENOTDIR')) throw new CtlError(`${q(shown)} is a symbolic link or not a directory: it cannot be group ${q(group)}`);
+      throw new CtlError(`cannot open group directory ${q(shown)}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    }
+  } finally {
+    if (group !== undefined && group !== DEFAULT_GROUP) spool.close();
+  }
+}
+
+/**
+ * Call after writing `name` into `g`: when the directory's path no longer
+ * names it (renamed away, swapped for a symlink), the job is taken back and
+ * the submission refused.
+ */
+export function checkStillThere(g: GroupDir, name: string | Buffer): void {
+  if (g.dir.unchanged()) return;
+  try { fs.unlinkSync(g.dir.at(name)); } catch { /* gone already */ }
+  throw new CtlError(`group directory ${q(g.path)} was moved or replaced while the job was written: not submitted`);
+}
+
+export function submit(layout: Layout, o: SubmitOptions): Submitted {
   if (o.name !== undefined) checkJobName(o.name);
+  const g = openGroupDir(layout, o.group);
+  try {
+    return submitInto(g, o);
+  } finally {
+    g.dir.close();
+  }
+}
+
+function submitInto(g: GroupDir, o: SubmitOptions): Submitted {
+  const { dir, group } = g;
   const src = o.source;
   const base = o.name ?? (src.kind === 'command' ? baseName(src.argv[0]!) : src.kind === 'file' ? baseName(src.path) : 'stdin');
 
   // 1. the whole file under a hidden name, executable by all, writable by its owner only
-  const tmp = names.join(dir, Buffer.concat([
+  const tmpName = Buffer.concat([
     Buffer.from('.'), names.truncate(Buffer.from(base), 180), Buffer.from(`.tmp.${process.pid}.${tmpCounter++}.${Math.random().toString(36).slice(2, 8)}`),
-  ]));
+  ]);
+  const tmp = dir.at(tmpName);
   try {
     if (src.kind === 'file') {
       try {
@@ -116,17 +177,19 @@ export function submit(layout: Layout, o: SubmitOptions): Submitted {
   } catch (err) {
     try { fs.unlinkSync(tmp); } catch { /* not created */ }
     if (err instanceof CtlError) throw err;
-    throw new CtlError(`cannot write the job into ${q(dir)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new CtlError(`cannot write the job into ${q(g.path)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
 
   // 2. its real name, never replacing a file that is there
   try {
     for (let attempt = 0; ; attempt++) {
       const name = o.name ?? `${base}-${suffix()}`;
-      const dst = names.join(dir, name);
-      if (place(tmp, dst)) return { name, group, path: names.display(dst) };
-      if (o.name !== undefined) throw new CtlError(`a job named ${q(o.name)} is already queued in ${q(dir)}`);
-      if (attempt > 100) throw new CtlError(`no free job name for ${q(base)} in ${q(dir)} after 100 tries`);
+      if (place(tmp, dir.at(name))) {
+        checkStillThere(g, name);
+        return { name, group, path: names.display(names.join(g.path, name)) };
+      }
+      if (o.name !== undefined) throw new CtlError(`a job named ${q(o.name)} is already queued in ${q(g.path)}`);
+      if (attempt > 100) throw new CtlError(`no free job name for ${q(base)} in ${q(g.path)} after 100 tries`);
     }
   } finally {
     try { fs.unlinkSync(tmp); } catch { /* renamed into place */ }
@@ -134,14 +197,14 @@ export function submit(layout: Layout, o: SubmitOptions): Submitted {
 }
 
 /** link(2) tmp → dst (fails on an existing dst); where hard links are impossible, a checked rename. */
-function place(tmp: Buffer, dst: Buffer): boolean {
+function place(tmp: string | Buffer, dst: string | Buffer): boolean {
   try {
     fs.linkSync(tmp, dst);
     return true;
   } catch (err) {
     if (isErrno(err, 'EEXIST')) return false;
     if (!isErrno(err, 'EPERM', 'ENOTSUP', 'ENOSYS', 'EOPNOTSUPP')) {
-      throw new CtlError(`cannot name the job ${q(names.display(dst))}: ${(err as NodeJS.ErrnoException).code}`);
+      throw new CtlError(`cannot name the job ${q(path.basename(dst.toString()))}: ${(err as NodeJS.ErrnoException).code}`);
     }
   }
   // no hard links here (some FUSE/SMB mounts): check, then rename (a narrow race, reported honestly)

@@ -16,8 +16,8 @@ import { pause, resume, type PauseState } from '../control/pause.js';
 import { retryJob, type RetryOutcome } from '../control/retry.js';
 import { readState } from '../control/state.js';
 import { statusReport, type StatusReport } from '../control/status.js';
-import { submit, type Submitted } from '../control/submit.js';
-import { DEFAULT_GROUP, LOG_FILE, Layout } from '../spool/layout.js';
+import { checkStillThere, openGroupDir, submit, type Submitted } from '../control/submit.js';
+import { LOG_FILE, Layout } from '../spool/layout.js';
 import type { JobMeta } from '../spool/meta.js';
 import * as names from '../spool/names.js';
 import type { JobRecord } from '../spool/record.js';
@@ -223,30 +223,33 @@ export class SpoolControl implements Control {
  * no owner option). The library writes the job, under its final unique name,
  * into a private staging spool inside .pmjq (hidden from every daemon, on the
  * same filesystem); here it is chowned to the submit user and then linked
- * into the real group directory without ever replacing a file. So no daemon
- * can ever see it owned by root.
+ * into the real group directory — held open, never through a symbolic link,
+ * checked to be still in place afterwards (openGroupDir, checkStillThere) —
+ * without ever replacing a file. So no daemon can ever see it owned by root,
+ * and root never writes outside the spool.
  */
 export function submitOwned(layout: Layout, opts: Parameters<typeof submit>[1], user: SubmitUser): Submitted {
   const stagingRoot = layout.httpSubmit;
   fs.mkdirSync(stagingRoot, { recursive: true, mode: 0o700 });
-  for (let attempt = 0; ; attempt++) {
-    const staging = fs.mkdtempSync(path.join(stagingRoot, 's-'));
-    try {
-      const staged = submit(new Layout(staging), opts);
-      fs.chownSync(staged.path, user.uid, user.gid);
-      fs.chmodSync(staged.path, 0o755);
-      const real = staged.group === DEFAULT_GROUP ? layout.spool : path.join(layout.spool, staged.group);
+  const real = openGroupDir(layout, opts.group);
+  try {
+    for (let attempt = 0; ; attempt++) {
+      const staging = fs.mkdtempSync(path.join(stagingRoot, 's-'));
       try {
-        fs.mkdirSync(real, { recursive: true });
-      } catch (err) {
-        throw new CtlError(`cannot create group directory '${real}': ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+        const staged = submit(new Layout(staging), opts);
+        fs.chownSync(staged.path, user.uid, user.gid);
+        fs.chmodSync(staged.path, 0o755);
+        if (moveNoReplace(staged.path, real.dir.at(staged.name))) {
+          checkStillThere(real, staged.name);
+          return { name: staged.name, group: real.group, path: names.display(names.join(real.path, staged.name)) };
+        }
+        if (opts.name !== undefined) throw new CtlError(`a job named '${opts.name}' is already queued in '${real.path}'`);
+        if (attempt >= 10) throw new CtlError(`no free job name in '${real.path}' after ${attempt} tries`);
+      } finally {
+        fs.rmSync(staging, { recursive: true, force: true });
       }
-      const dst = names.join(real, staged.name);
-      if (moveNoReplace(staged.path, dst)) return { name: staged.name, group: staged.group, path: names.display(dst) };
-      if (opts.name !== undefined) throw new CtlError(`a job named '${opts.name}' is already queued in '${real}'`);
-      if (attempt >= 10) throw new CtlError(`no free job name in '${real}' after ${attempt} tries`);
-    } finally {
-      fs.rmSync(staging, { recursive: true, force: true });
     }
+  } finally {
+    real.dir.close();
   }
 }

@@ -16,6 +16,7 @@ import { VERSION } from '../version.js';
 import { errorHandler, registerApi, setLimitText } from './api.js';
 import { ConfigError, lookupSubmitUser, readTokenFile, tokenFileIsOpen, type SubmitUser } from './auth.js';
 import { SpoolControl } from './control.js';
+import { hostChecker } from './host-check.js';
 import { registerEvents, StateHub } from './events.js';
 import { Metrics } from './metrics.js';
 
@@ -69,6 +70,20 @@ export async function createServer(o: ServeOptions): Promise<{ app: FastifyInsta
   const control = new SpoolControl(layout, { submitUser: o.submitUser, hub });
 
   app.setErrorHandler(errorHandler);
+  // DNS-rebinding defence: only requests that name this server (see host-check.ts)
+  const hostOk = hostChecker(o.host, () => {
+    const a = app.server.address();
+    return typeof a === 'object' && a ? a.port : o.port;
+  });
+  app.addHook('onRequest', async (req, reply) => {
+    if (hostOk(req.headers.host)) return;
+    const shown = (req.headers.host ?? '').slice(0, 100);
+    void reply.code(421).send({
+      error: 'misdirected',
+      message: `Host ${JSON.stringify(shown)} is not this server's address: use a loopback name (localhost, 127.0.0.1, [::1]) or the --listen address with its port`,
+    });
+    return reply;
+  });
   // JSON bodies; an empty body is no body (POST /api/resume with nothing to say)
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {

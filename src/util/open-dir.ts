@@ -23,9 +23,11 @@ export class OpenDir {
   /**
    * Opens `dir`, which must be a directory and not a symbolic link. Throws
    * the errno error (ELOOP or ENOTDIR for a symlink or a file in its place).
+   * `via`: the path to open it by, when it is not `dir` itself (a name
+   * inside another OpenDir); `dir` stays the path `unchanged()` checks.
    */
-  static open(dir: string): OpenDir {
-    const fd = fs.openSync(dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY | fs.constants.O_NOFOLLOW);
+  static open(dir: string, via: string = dir): OpenDir {
+    const fd = fs.openSync(via, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY | fs.constants.O_NOFOLLOW);
     try {
       return new OpenDir(dir, fd, fs.fstatSync(fd));
     } catch (err) {
