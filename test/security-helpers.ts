@@ -1,28 +1,15 @@
-// The multi-user setting of the security tests (issue 12): as root, an
-// unprivileged attacker and a victim made with useradd, a spool that both
+// The multi-user setting of the protocol and HTTP security tests (issue 12):
+// as root, an unprivileged attacker and a victim (security-users.ts), a spool that both
 // may write into (sticky, mode 1777, as /tmp) with a root-owned .pmjq made
 // by the daemon, and group directories owned by each user. Jobs are dropped
 // owned by their user, the way that user would drop them (written under a
 // hidden name, then renamed).
 
-import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import type { User } from './security-users.js';
 
-export interface User {
-  name: string;
-  uid: number;
-  gid: number;
-}
-
-/** A user without a home or shell, made once (idempotent; root only). */
-export function makeUser(name: string): User {
-  if (spawnSync('getent', ['passwd', name], { stdio: 'ignore' }).status !== 0) {
-    execFileSync('useradd', ['--no-create-home', '--home-dir', '/nonexistent', '--shell', '/usr/sbin/nologin', '--user-group', name]);
-  }
-  const id = (flag: string): number => Number(execFileSync('id', [flag, name], { encoding: 'utf8' }).trim());
-  return { name, uid: id('-u'), gid: id('-g') };
-}
+export { as, attacker, victim, type User } from './security-users.js';
 
 /** A directory owned by `u` with `mode`. */
 export function dirOf(u: User | null, dir: string, mode = 0o755): string {
@@ -41,11 +28,6 @@ export function dropAs(u: User, dir: string, name: string, body: string, mode = 
   const dst = path.join(dir, name);
   fs.renameSync(tmp, dst);
   return dst;
-}
-
-/** argv that runs `argv` as `u` (uid, gid, its groups). */
-export function asUser(u: User, argv: string[]): string[] {
-  return ['setpriv', `--reuid=${u.uid}`, `--regid=${u.gid}`, '--init-groups', '--', ...argv];
 }
 
 /**

@@ -14,7 +14,7 @@ import path from 'node:path';
 import t from 'tap';
 import { BIN, IS_ROOT, field, openToAll, run, scratch, start, waitFor } from './helpers.js';
 import { TOKEN, postJson, request, startServer } from './http-helpers.js';
-import { asUser, dirOf, dropAs, makeUser } from './security-helpers.js';
+import { as, attacker, dirOf, dropAs } from './security-helpers.js';
 
 const SECRET = 'TOPSECRET-7f3a';
 
@@ -44,7 +44,7 @@ t.test('pmjqctl serve and group settings, as an attacker tries them', async (t) 
     t.fail('these tests need root: they make users (useradd) and run a root daemon and server');
     return;
   }
-  const A = makeUser('pmjqattacker');
+  const A = attacker();
   const { dir, spool, archive } = scratch(t, 'pmjq-security-http-');
   openToAll(dir);
   fs.chmodSync(spool, 0o1777);
@@ -145,7 +145,7 @@ t.test('pmjqctl serve and group settings, as an attacker tries them', async (t) 
     const link = path.join(spool, 'race.x');
     fs.symlinkSync(outside, link);
     fs.lchownSync(link, A.uid, A.gid);
-    const argv = asUser(A, ['python3', '-c', FLIP]);
+    const argv = [...as(A), 'python3', '-c', FLIP];
     // the system's python3 (a per-user one, such as a pyenv shim in root's home, is out of the attacker's reach)
     const flip = spawn(argv[0]!, argv.slice(1), { cwd: spool, detached: true, stdio: 'ignore', env: { ...process.env, PATH: '/usr/local/bin:/usr/bin:/bin' } });
     const stop = (): void => { try { process.kill(-flip.pid!, 'SIGKILL'); } catch { /* gone */ } };

@@ -11,8 +11,8 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
-import { BIN, IS_ROOT, archivedRaw, openToAll, readJson, scratch, start, waitFor, type Proc } from './helpers.js';
-import { PRELUDE, dirOf, dropAs, filesWithOwners, makeUser, rss, type User } from './security-helpers.js';
+import { BIN, IS_ROOT, archivedRaw, openToAll, readJson, scratch, start, waitFor, type Proc, type TestLike } from './helpers.js';
+import { PRELUDE, attacker, dirOf, dropAs, filesWithOwners, rss, victim, type User } from './security-helpers.js';
 
 interface Fixture {
   A: User;
@@ -33,11 +33,9 @@ const read = (f: string): string => fs.readFileSync(f, 'utf8');
 const lines = (f: string): string[] => (fs.existsSync(f) ? read(f).split('\n').filter(Boolean) : []);
 const until = <T>(what: string, fn: () => T | undefined | null | false, ms = 30_000): Promise<T> => waitFor(what, fn, ms);
 
-interface TestLike { teardown(fn: () => unknown): void }
-
 async function fixture(t: TestLike): Promise<Fixture> {
-  const A = makeUser('pmjqattacker');
-  const V = makeUser('pmjqvictim');
+  const A = attacker();
+  const V = victim();
   const { dir, spool, archive } = scratch(t, 'pmjq-security-');
   openToAll(dir);
   fs.chmodSync(spool, 0o1777); // anyone may drop jobs; nobody may remove another's
