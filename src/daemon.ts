@@ -151,7 +151,8 @@ export class Daemon {
     this.slots = new Slots(this.layout.state, this.node);
     this.protocol = new Protocol({
       enqueue: (req) => this.enqueueSub(req), kill: (id) => this.killJob(id), log,
-      isSpoolGroup: (name) => name === DEFAULT_GROUP || this.groups.find(name)?.dir !== undefined || fs.existsSync(this.layout.groupDir(name)),
+      // chaqum(1) drives one user's job tree: no spool, no operator's groups
+      isSpoolGroup: (name) => !opts.chaqum && (name === DEFAULT_GROUP || this.groups.find(name)?.dir !== undefined || fs.existsSync(this.layout.groupDir(name))),
     });
     this.membership = new Membership(this.layout, this.node, opts.leaseMs);
     for (const [name, settings] of opts.groupSettings) this.groups.get(name).cliSettings = settings;
