@@ -10,6 +10,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 const PROC_FD = '/proc/self/fd';
+/**
+ * Linux's O_PATH (the generic value, that of every architecture Node runs
+ * on): the directory is held without being read, so that search permission
+ * is enough, as for a path. Node's fs.constants lacks it.
+ */
+const O_PATH = process.platform === 'linux' ? 0o10000000 : 0;
 let procChecked: boolean | undefined;
 
 function haveProc(): boolean {
@@ -27,7 +33,7 @@ export class OpenDir {
    * inside another OpenDir); `dir` stays the path `unchanged()` checks.
    */
   static open(dir: string, via: string = dir): OpenDir {
-    const fd = fs.openSync(via, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY | fs.constants.O_NOFOLLOW);
+    const fd = fs.openSync(via, O_PATH | fs.constants.O_RDONLY | fs.constants.O_DIRECTORY | fs.constants.O_NOFOLLOW);
     try {
       return new OpenDir(dir, fd, fs.fstatSync(fd));
     } catch (err) {
