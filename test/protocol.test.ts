@@ -11,6 +11,7 @@
 // file), bounded; every process is killed by its process group at teardown.
 
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
 import type { ChannelIO, CommandHandler } from '../dist/run/channel.js';
@@ -597,4 +598,46 @@ t.test('a host that starts or ends the job inside enqueue', async (t) => {
   p.jobEnded('j1', 0);
   p.jobEnded('top', 0);
   t.ok(p.idle, 'no zombie entry');
+});
+
+t.test('SCRIPT is resolved as the job\'s owner: directories searched as the kernel would, links followed, out of reach = absent', async (t) => {
+  const host = new FakeHost();
+  const p = new Protocol(host);
+  const base = fs.mkdtempSync(path.join(os.tmpdir(), 'pmjq-resolve-'));
+  t.teardown(() => fs.rmSync(base, { recursive: true, force: true }));
+  fs.chmodSync(base, 0o755);
+  // open/: a script for all; closed/ (0700, not the owner's): a script inside; links between them
+  const open = path.join(base, 'open');
+  const closed = path.join(base, 'closed');
+  fs.mkdirSync(open, { mode: 0o755 });
+  fs.mkdirSync(closed, { mode: 0o700 });
+  fs.chmodSync(closed, 0o700);
+  for (const d of [open, closed]) {
+    fs.writeFileSync(path.join(d, 'run'), '#!/bin/sh\n', { mode: 0o755 });
+    fs.chmodSync(path.join(d, 'run'), 0o755);
+  }
+  fs.writeFileSync(path.join(open, 'mine-only'), '#!/bin/sh\n', { mode: 0o744 });
+  fs.chmodSync(path.join(open, 'mine-only'), 0o744);
+  fs.symlinkSync('../closed/run', path.join(open, 'into-closed'));
+  fs.symlinkSync(path.join(open, 'run'), path.join(open, 'abs-link'));
+  fs.symlinkSync('loop', path.join(open, 'loop'));
+  // someone else: neither the files' owner nor in their group
+  const other = { uid: 4242, gid: 4242, groups: [4242] };
+  const h = p.handlerFor({ id: 'top', tree: open, owner: other });
+  const absent = (f: string): RegExp => new RegExp(`^E script ${f.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} does not exist \\(or is out of reach of this job's user\\)$`);
+  t.match(await ask(h, 'enqueue -- run'), /^S /, 'a script in an open directory');
+  t.match(await ask(h, 'enqueue -- abs-link'), /^S /, 'an absolute symlink to it');
+  t.match(await ask(h, `enqueue -- ${path.join(closed, '..', 'open', 'run')}`), /^S /, '.. is resolved lexically, as the path the job runs');
+  t.match(await ask(h, `enqueue -- ${path.join(closed, 'run')}`), absent(path.join(closed, 'run')), 'in a directory closed to the owner: as absent');
+  t.match(await ask(h, `enqueue -- ${path.join(closed, 'nope')}`), absent(path.join(closed, 'nope')), 'absent: the same words');
+  t.match(await ask(h, 'enqueue -- into-closed'), absent(path.join(open, 'into-closed')), 'a link into the closed directory: as absent');
+  t.match(await ask(h, 'enqueue -- loop'), absent(path.join(open, 'loop')), 'a symlink loop: as absent');
+  t.match(await ask(h, 'enqueue -- mine-only'), /^E script .* is not executable \(for this job's user\)$/, 'executable by its owner only: not for this user');
+  t.match(await ask(h, 'enqueue -- .'), /^E script .* is not a regular file$/, 'a directory');
+  const me = p.handlerFor({ id: 'me', tree: open, owner: ME });
+  t.match(await ask(me, `enqueue -- ${path.join(closed, 'run')}`), /^S /, 'the directory\'s owner reaches it');
+  t.match(await ask(me, 'enqueue -- mine-only'), /^S /, '… and runs what only it may run');
+  t.match(await ask(h, `repeat -i 1h -- ${path.join(closed, 'run')}`), /^E script .* does not exist \(or is out of reach/, 'repeat resolves the same way');
+  t.same(host.enqueued.map((r) => r.owner), [other, other, other, ME, ME], 'each sub-job carries the owner of the job that asked');
+  p.close();
 });
