@@ -63,7 +63,9 @@ function claimedOwner(job: ClaimedEntry, ctx: Omit<ClassifyContext, 'topLevel'>)
     job.meta.owner = st.uid;
     writeMeta(job.dir, job.meta);
   }
-  return { owner: ownerOf(st.uid, st.gid), links: st.nlink };
+  // not root: every job runs as pmjq's own user, whoever owns the file
+  const owner = ctx.asRoot ? ownerOf(st.uid, st.gid) : ownerOf(process.getuid?.() ?? st.uid, process.getgid?.() ?? st.gid);
+  return { owner, links: st.nlink };
 }
 
 /** The job file's link count now. */
