@@ -39,9 +39,12 @@ function lostReplyFs(lost: (src: string) => boolean): { mock: Record<string, unk
   return { mock: { 'node:fs': { ...patched, default: patched } }, lostCount: () => n };
 }
 
+/** how the daemon classifies what it claimed: root files allowed (the test's files are root's under CI) */
+const CTX = { asRoot: process.getuid?.() === 0, allowRoot: true };
+
 interface ClaimModule {
-  claimFromSpool(layout: unknown, node: string, id: string, c: Candidate, now: Date): { id: string; dir: string; file: string; meta: { attempt: number } } | null;
-  claimFromRetry(layout: unknown, node: string, c: Candidate, now: Date): { id: string; dir: string; file: string; meta: { attempt: number; node: string } } | null;
+  claimFromSpool(layout: unknown, node: string, id: string, c: Candidate, now: Date, ctx: typeof CTX): { id: string; dir: string; file: string; meta: { attempt: number } } | null;
+  claimFromRetry(layout: unknown, node: string, c: Candidate, now: Date, ctx: typeof CTX): { id: string; dir: string; file: string; meta: { attempt: number; node: string } } | null;
 }
 
 async function setup(t: Test, lost: (src: string) => boolean): Promise<{ spool: string; layout: { claimed(n: string): string; retry: string; create(n: string): void }; claim: ClaimModule; lostCount: () => number }> {
@@ -65,7 +68,7 @@ function candidate(spool: string, name: string): Candidate {
 t.test('claim from the spool: a rename that succeeded but reported ENOENT (NFS retransmission) is a claim', async (t) => {
   const { spool, layout, claim, lostCount } = await setup(t, (src) => src.endsWith('/job1'));
   fs.writeFileSync(path.join(spool, 'job1'), '#!/bin/sh\n', { mode: 0o755 });
-  const job = claim.claimFromSpool(layout, 'nodeA', 'ID1', candidate(spool, 'job1'), new Date());
+  const job = claim.claimFromSpool(layout, 'nodeA', 'ID1', candidate(spool, 'job1'), new Date(), CTX);
   t.equal(lostCount(), 1, 'the rename of the job file did report ENOENT');
   t.ok(job, 'the claim returns the job, not null');
   t.equal(job?.file, path.join(layout.claimed('nodeA'), 'ID1', 'job1'), 'at its place in the claimed area');
@@ -79,7 +82,7 @@ t.test('claim from the spool: a real ENOENT (another node was first) is no claim
   fs.writeFileSync(path.join(spool, 'job2'), '#!/bin/sh\n', { mode: 0o755 });
   const c = candidate(spool, 'job2');
   fs.renameSync(path.join(spool, 'job2'), path.join(spool, '.taken-elsewhere'));
-  const job = claim.claimFromSpool(layout, 'nodeA', 'ID2', c, new Date());
+  const job = claim.claimFromSpool(layout, 'nodeA', 'ID2', c, new Date(), CTX);
   t.equal(job, null, 'null: not ours');
   t.same(fs.readdirSync(layout.claimed('nodeA')), [], 'no half-made claimed directory is left');
 });
@@ -92,7 +95,7 @@ t.test('claim from retry/: a rename that succeeded but reported ENOENT is a clai
   fs.writeFileSync(path.join(entry, '.job.json'), JSON.stringify(meta));
   fs.writeFileSync(path.join(entry, 'job3'), '#!/bin/sh\n', { mode: 0o755 });
   const c: Candidate = { group: 'default', dir: '', name: Buffer.from('job3'), key: 'job3', mtimeMs: 1000, size: 0, seenUid: 0, seenAt: Date.now(), gone: false, listed: 0, retry: { entry: '1000.ID3', meta } };
-  const job = claim.claimFromRetry(layout, 'nodeA', c, new Date());
+  const job = claim.claimFromRetry(layout, 'nodeA', c, new Date(), CTX);
   t.equal(lostCount(), 1, 'the rename of the retry entry did report ENOENT');
   t.ok(job, 'the claim returns the job');
   t.equal(job?.meta.attempt, 2, 'with its attempt');

@@ -156,7 +156,7 @@ t.test('bad --group values: exit 2 with one line naming the problem', async (t) 
     ['g:max=two', /--group: max: "two" is not a whole number/],
     ['g:nope=1', /--group: nope: unknown setting/],
     ['g:load=-0.5', /--group: load: "-0.5" is not a number/],
-    ['g:cpu=250', /--group: cpu: 250 is above 100/],
+    ['g:cpu=250', /--group: cpu: "250" is above 100/],
     ['g:timeout=soon', /--group: timeout: 'soon' is not a duration/],
     ['g:backoff=1x', /--group: backoff: '1x' is not a duration/],
     ['g:retries=-2', /--group: retries: "-2" is not a whole number/],

@@ -1,16 +1,14 @@
 // Acting inside a group directory without following a symlink put in its
 // place. A group directory may belong to a user, who can swap it for a
 // symlink to anywhere at any instant (between our lstat and our rename,
-// say). So the directory is opened once with O_NOFOLLOW and every call goes
-// through /proc/self/fd/N, which names the directory opened, whatever its
-// name points to by then: a claim or a reject never moves anything from
+// say). So the directory is held open (OpenDir: O_NOFOLLOW, then
+// /proc/self/fd/N, which names the directory opened whatever its name
+// points to by then): a claim or a reject never moves anything from
 // outside the spool. The top level is the spool itself, which only root (or
 // the daemon's user) can change (see trust.ts).
 
-import fs from 'node:fs';
 import type { Layout } from './layout.js';
-
-const { O_RDONLY, O_DIRECTORY, O_NOFOLLOW } = fs.constants;
+import { OpenDir } from '../util/open-dir.js';
 
 /**
  * Run `fn` with a path that names `dir` (spool-relative, '' = the top
@@ -19,10 +17,10 @@ const { O_RDONLY, O_DIRECTORY, O_NOFOLLOW } = fs.constants;
  */
 export function inGroupDir<T>(layout: Layout, dir: string, fn: (where: string) => T): T {
   if (dir === '') return fn(layout.spool);
-  const fd = fs.openSync(layout.groupDir(dir), O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+  const d = OpenDir.open(layout.groupDir(dir));
   try {
-    return fn(`/proc/self/fd/${fd}`);
+    return fn(d.at('') as string);
   } finally {
-    fs.closeSync(fd);
+    d.close();
   }
 }
