@@ -15,6 +15,7 @@ import { Membership } from './cluster/membership.js';
 import { doneKill, readControl, type ControlState } from './control/requests.js';
 import { deadLocalNodes, recoverNode } from './cluster/recovery.js';
 import { Slots } from './cluster/slots.js';
+import { Watchdog, stallForTest } from './cluster/watchdog.js';
 import type { DaemonOptions } from './options.js';
 import type { JobProcess, JobEnd } from './run/job-process.js';
 import { loggerLevel, parseLevel } from './run/levels.js';
@@ -38,6 +39,7 @@ import { Watcher, detectWatchMode, type WatchMode } from './spool/watch.js';
 import { errText, isErrno } from './util/fsx.js';
 import type { Logger } from './util/log.js';
 import { prepareState } from './spool/trust.js';
+import { monotonicMs } from './util/monotonic.js';
 import { VERSION } from './version.js';
 
 interface Running {
@@ -79,6 +81,8 @@ export class Daemon {
   private readonly scanner: Scanner;
   private watcher: Watcher | null = null;
   private heartbeat: Heartbeat | null = null;
+  /** stops our jobs when the heartbeat goes unrenewed for half the lease, even while this thread is blocked */
+  private watchdog: Watchdog | null = null;
   private readonly running = new Map<string, Running>();
   private readonly busy = new Map<string, Busy>();
   /** ETXTBSY retries so far per job: each retry is a new start, the count must outlive it */
@@ -93,10 +97,12 @@ export class Daemon {
   private readonly hooks: Hooks;
   private readonly slots: Slots;
   private readonly membership: Membership;
-  /** monotonic time of the last heartbeat written */
-  private lastBeat = performance.now();
+  /** monotonicMs() at which the last heartbeat written in time began */
+  private lastBeat = monotonicMs();
   /** the heartbeat could not be renewed for half the lease: claim nothing, run nothing */
   private fenced = false;
+  /** while fenced: what became of the jobs the watchdog stopped */
+  private fence: { left: number; requeued: number } | null = null;
   /** the fd 3/4 command protocol of every job */
   private readonly protocol: Protocol;
   /** sub-jobs enqueued and not started yet, by id */
@@ -181,15 +187,16 @@ export class Daemon {
     this.log.info('start', {
       node: this.node, version: VERSION, spool: this.layout.spool, archive: o.archive, errors: o.errors,
       watch: this.mode, fs: detected.fsType, poll_ms: o.pollMs, settle_ms: this.settleMs,
-      jobs: o.jobs, load: o.load, cpu: o.cpu, once: o.once,
+      jobs: o.jobs, load: o.load, cpu: o.cpu, once: o.once, lease_ms: o.leaseMs, kill_grace_ms: o.killGraceMs,
     });
 
+    this.watchdog = new Watchdog({ node: this.node, leaseMs: o.leaseMs, killGraceMs: o.killGraceMs, logFormat: o.logFormat, verbosity: o.verbosity }, this.log);
     this.heartbeat = new Heartbeat(this.layout, this.node, VERSION, new Date(), () => ({
       groups: o.groups ?? null, running: this.running.size, queued: this.groups.queued(),
       state: this.stopping ? 'stopping' : this.fenced ? 'fenced' : this.running.size > 0 ? 'processing' : 'idle',
       jobs: o.jobs, lease_ms: o.leaseMs, holds: this.holds.list(),
     }), Math.min(5000, o.leaseMs / 4));
-    this.heartbeat.start((fsNow) => this.beaten(fsNow), (err) => this.beatFailed(err));
+    this.heartbeat.start((fsNow, startedMs) => this.beaten(fsNow, startedMs), (err) => this.beatFailed(err));
     this.recoverDeadLocalNodes();
     const prune = (): void => {
       const pruned = this.finisher.pruneOld();
@@ -503,6 +510,7 @@ export class Daemon {
   private pump(): void {
     // timers run late while jobs keep ending: a busy node beats from here
     this.heartbeat?.beatIfDue();
+    this.noticeFence();
     if (this.untrusted !== null && this.groups.queued() > 0) this.holds.hold('state', `.pmjq untrusted: ${this.untrusted}`, this.groups.queued());
     if (this.stopping || this.pumping || this.fenced || this.untrusted !== null) return;
     this.pumping = true;
@@ -640,7 +648,13 @@ export class Daemon {
       this.load.jobStarted(job.id);
       this.protocol.jobStarted(job.id);
       this.log.info('job-start', { id: job.id, name: m.name, group: m.group, attempt: m.attempt, pid: proc.pid });
+      // its process group id is its pid (its own session)
+      if (proc.pid !== undefined && this.watchdog && !this.watchdog.watch(proc.pid)) {
+        this.log.error('job-unwatched', { id: job.id, error: 'the fencing watchdog watches this many jobs already: stopped' });
+        proc.kill('interrupted');
+      }
       void proc.ended.then((end) => this.ended(job.id, end));
+      stallForTest();
     } else if (r.busy) {
       this.notReady(job, group, slot);
     } else {
@@ -688,10 +702,12 @@ export class Daemon {
 
   private ended(id: string, end: JobEnd): void {
     const r = this.running.get(id)!;
+    // the watchdog stopped it: this node was fenced, and the job may be another node's by now
+    const fencedStop = r.proc.pid !== undefined && this.watchdog !== null && this.watchdog.ended(r.proc.pid);
     this.running.delete(id);
     r.group.running--;
     this.load.jobEnded(id);
-    if (end.busy) {
+    if (end.busy && !fencedStop) {
       this.notReady(r.job, r.group, r.slot);
       this.schedulePump();
       return;
@@ -702,20 +718,27 @@ export class Daemon {
       // another node waits for this group's slots: let it have this one
       if (this.slots.othersWait(r.group.name)) r.group.slotTurnAt = Date.now() + this.opts.pollMs * (1 + Math.random());
     }
-    const status: JobStatus =
-      end.reason === 'exit' ? (end.exitCode === 0 ? 'done' : 'failed') : end.reason;
+    const status: JobStatus = fencedStop ? 'interrupted'
+      : end.reason === 'exit' ? (end.exitCode === 0 ? 'done' : 'failed') : end.reason;
     const outcome: Outcome = { status, exitCode: end.exitCode, signal: end.signal, started: end.started, finished: end.finished };
-    if (status === 'interrupted' && r.job.meta.script === undefined) {
+    if (fencedStop && this.lostToRecovery(r.job)) {
+      // another node took it over while we were cut off: no record, no archive, it is that node's now
+      this.protocol.jobEnded(id, null, true);
+      this.leftToRecovery(r.job);
+    } else if (status === 'interrupted' && r.job.meta.script === undefined) {
       this.protocol.jobEnded(id, null, true);
       try {
-        this.finisher.requeue(r.job, Date.now(), 'interrupted: pmjq stopped', outcome);
-        this.log.info('job-requeued', { id, name: r.job.meta.name, group: r.job.meta.group, reason: 'interrupted' });
+        this.finisher.requeue(r.job, Date.now(), fencedStop ? `interrupted: node ${this.node} was fenced` : 'interrupted: pmjq stopped', outcome);
+        this.log.info('job-requeued', { id, name: r.job.meta.name, group: r.job.meta.group, reason: fencedStop ? 'fenced' : 'interrupted' });
+        if (fencedStop) this.fenceTally().requeued++;
       } catch (err) {
-        this.log.error('requeue-failed', { id, error: errText(err) });
+        if (fencedStop && this.lostToRecovery(r.job)) this.leftToRecovery(r.job);
+        else this.log.error('requeue-failed', { id, error: errText(err) });
       }
     } else {
       this.complete(r.job, outcome, r.group);
     }
+    if (fencedStop) this.fencedJobsHandled();
     // not this.pump(): spawning the next job from inside a child's exit
     // handling starves libuv's timers (measured: 38 s late after 10 s of
     // back-to-back jobs with fd 3/4 pipes); from the check phase it does not
@@ -839,11 +862,15 @@ export class Daemon {
 
   // ---- membership ----
 
-  private beaten(fsNow: number): void {
-    this.lastBeat = performance.now();
+  private beaten(fsNow: number, startedMs: number): void {
+    this.noticeFence();
+    const silent = startedMs - this.lastBeat;
+    this.lastBeat = startedMs;
+    this.watchdog?.renew(startedMs);
     if (this.fenced) {
       this.fenced = false;
-      this.log.warn('unfenced', { node: this.node, note: 'heartbeat renewed: claiming again' });
+      if (this.running.size === 0) this.fence = null;
+      this.log.warn('unfenced', { node: this.node, silent_ms: Math.round(silent), note: 'heartbeat renewed: claiming again' });
     }
     // a node taken for dead has lost its claimed area to a recoverer: make a new one
     fs.mkdirSync(this.layout.claimed(this.node), { recursive: true });
@@ -853,17 +880,53 @@ export class Daemon {
     if (stale.length) { this.scanner.scanRetry(); this.pump(); }
   }
 
-  /** Self-fencing (DESIGN §7.1): unable to renew the heartbeat for half the lease, stop claiming and stop our jobs before others recover them. */
+  /**
+   * Self-fencing (pmjq(1), "Fencing"): unable to renew the heartbeat for half
+   * the lease, claim nothing. The watchdog stops our jobs then, and logs
+   * `fenced` — from its own thread, so that it does so even while this one
+   * is blocked on a hung filesystem.
+   */
   private beatFailed(err: unknown): void {
-    const silent = performance.now() - this.lastBeat;
+    const silent = monotonicMs() - this.lastBeat;
     this.log.warn('heartbeat-failed', { node: this.node, error: errText(err), silent_ms: Math.round(silent) });
-    if (this.fenced || silent < this.opts.leaseMs / 2) return;
+    this.noticeFence();
+    if (silent >= this.opts.leaseMs / 2) this.enterFence();
+  }
+
+  /** The watchdog has fenced the node since we last looked: claim nothing until a heartbeat is renewed. */
+  private noticeFence(): void {
+    if (this.watchdog?.fencedSinceAsked()) this.enterFence();
+  }
+
+  private enterFence(): void {
     this.fenced = true;
-    this.log.error('fenced', {
-      node: this.node, running: this.running.size,
-      error: `heartbeat not renewed for ${Math.round(silent)} ms (half the lease): stopped claiming and stopping running jobs so that other nodes can recover them`,
+    this.fenceTally();
+  }
+
+  private fenceTally(): { left: number; requeued: number } {
+    return (this.fence ??= { left: 0, requeued: 0 });
+  }
+
+  /** A job the watchdog stopped, whose claimed directory another node took over. */
+  private leftToRecovery(job: ClaimedJob): void {
+    this.fenceTally().left++;
+    this.log.warn('job-lost-to-recovery', {
+      id: job.id, name: job.meta.name, attempt: job.meta.attempt,
+      error: 'stopped by the watchdog while this node was fenced; another node took its claimed directory over and runs it again',
     });
-    this.interruptAll();
+  }
+
+  /** Every job the watchdog stopped has been dealt with: say where they went. */
+  private fencedJobsHandled(): void {
+    const f = this.fence;
+    if (!f || this.running.size > 0) return;
+    if (f.left + f.requeued > 0) {
+      this.log.warn('jobs-left-to-recovery', {
+        node: this.node, jobs: f.left + f.requeued, taken_over: f.left, requeued: f.requeued,
+        note: 'jobs stopped by the watchdog: taken over by the node that recovered ours, or put back to run again',
+      });
+    }
+    if (this.fenced) { f.left = 0; f.requeued = 0; } else { this.fence = null; }
   }
 
   /** --once: exit when nothing is queued, running or waiting. */
@@ -932,6 +995,7 @@ export class Daemon {
     if (this.unfinishedTimer) { clearInterval(this.unfinishedTimer); this.retryUnfinished(); }
     if (this.unfinishedTimer) clearInterval(this.unfinishedTimer);
     this.heartbeat?.stop();
+    this.watchdog?.stop();
     this.finisher.close();
     // our claimed area is empty unless something could not be archived or requeued
     try { fs.rmdirSync(this.layout.claimed(this.node)); } catch { /* not empty: recovered by the next pmjq */ }

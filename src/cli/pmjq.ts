@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
+import { DEFAULT_KILL_GRACE_MS, fencingRefusal, maxKillGraceMs } from '../cluster/watchdog.js';
 import type { DaemonOptions } from '../options.js';
 import { normaliseCpu } from '../schedule/barrier.js';
 import type { GroupSettings } from '../schedule/groups.js';
@@ -44,8 +45,8 @@ const parser = unixManners(yargs(hideBin(process.argv))
   .option('watch', { choices: ['auto', 'inotify', 'poll'], default: 'auto', describe: 'how new jobs are noticed (auto: poll on NFS/SMB/FUSE)' })
   .option('settle', { type: 'string', describe: 'take a file only once unchanged for DURATION (default: 0 locally, 2s on shared filesystems)', requiresArg: true })
   .option('grace', { type: 'string', default: '10s', describe: 'on SIGTERM, let running jobs finish for DURATION before stopping them', requiresArg: true })
-  .option('kill-grace', { type: 'string', default: '5s', describe: 'after SIGTERM, SIGKILL a job that is still running after DURATION', requiresArg: true })
-  .option('lease', { type: 'string', default: '60s', describe: 'a node whose heartbeat is older than DURATION is stale: its jobs are recovered', requiresArg: true })
+  .option('kill-grace', { type: 'string', describe: 'after SIGTERM, SIGKILL a job that is still running after DURATION (default: 5s, at most 0.4 × --lease)', requiresArg: true })
+  .option('lease', { type: 'string', default: '60s', describe: 'a node whose heartbeat is older than DURATION is stale: its jobs are recovered (a node silent for half of it stops its jobs)', requiresArg: true })
   .option('init', { type: 'string', describe: 'start SCRIPT once at start-up, as chaqum\'s init job (e.g. to register repeats)', requiresArg: true })
   .option('tree', { type: 'string', describe: 'resolve relative SCRIPT paths of `enqueue` here (default: the enqueuing job\'s directory)', requiresArg: true })
   .option('lib', { choices: ['sh', 'python', 'perl', 'js'], describe: 'print where the client library for LANG is, and exit' })
@@ -83,6 +84,11 @@ function options(a: Awaited<ReturnType<typeof parser.parse>>): DaemonOptions {
   if (archive !== undefined) writableDir('archive directory', archive);
   if (errors !== undefined) writableDir('errors directory', errors);
   const cpu = a.cpu !== undefined ? normaliseCpu(number('-c/--cpu', a.cpu, { min: 0 })) : undefined;
+  const leaseMs = Math.max(1000, duration('--lease', a.lease));
+  // a fenced node's jobs must be dead before its lease ends: the kill grace is bounded by the lease
+  const killGraceMs = a['kill-grace'] !== undefined ? duration('--kill-grace', a['kill-grace']) : Math.min(DEFAULT_KILL_GRACE_MS, maxKillGraceMs(leaseMs));
+  const refused = fencingRefusal(leaseMs, killGraceMs);
+  if (refused) throw new UsageError(refused);
   return {
     spool,
     archive,
@@ -95,14 +101,14 @@ function options(a: Awaited<ReturnType<typeof parser.parse>>): DaemonOptions {
     settleMs: a.settle !== undefined ? duration('--settle', a.settle) : undefined,
     timeoutMs: a.timeout !== undefined ? duration('--timeout', a.timeout) || undefined : undefined,
     graceMs: duration('--grace', a.grace),
-    killGraceMs: duration('--kill-grace', a['kill-grace']),
+    killGraceMs,
     once: Boolean(a.once),
     allowRoot: Boolean(a['allow-root']),
     keep: number('--keep', a.keep, { min: 0, integer: true }),
     keepAgeMs: duration('--keep-age', a['keep-age']),
     logFormat: a['log-format'] as 'text' | 'json',
     verbosity: (a.verbose ?? 0) - (a.quiet ?? 0),
-    leaseMs: Math.max(1000, duration('--lease', a.lease)),
+    leaseMs,
     init,
     tree,
     retries: number('--retries', a.retries, { min: 0, integer: true }),

@@ -1,10 +1,16 @@
 // This node's heartbeat file in .pmjq/nodes (DESIGN §7.1): who runs here and
 // what it is doing, rewritten every few seconds by temp-then-rename.
+//
+// A beat has a deadline: one that took longer than its period to complete
+// counts as failed (the file server is too slow to be relied on). Only a
+// beat completed in time renews the lease, and it renews it from the moment
+// it began, since the file server may have stamped it any time after that.
 
 import fs from 'node:fs';
 import os from 'node:os';
 import { hostName, type Layout } from '../spool/layout.js';
 import { writeFileAtomic } from '../util/fsx.js';
+import { monotonicMs } from '../util/monotonic.js';
 
 export interface NodeState {
   node: string;
@@ -58,13 +64,23 @@ export class Heartbeat {
     return fs.statSync(file).mtimeMs;
   }
 
-  /** Beat now and every `everyMs`; `onBeat` gets the filesystem time, `onError` the failure. */
-  start(onBeat: (fsNow: number) => void, onError: (err: unknown) => void): void {
+  /**
+   * Beat now and every `everyMs`. `onBeat` gets the filesystem time and the
+   * monotonicMs() at which the beat began; `onError` the failure — a write
+   * that failed, or one that took longer than `everyMs`.
+   */
+  start(onBeat: (fsNow: number, startedMs: number) => void, onError: (err: unknown) => void): void {
     const tick = (): void => {
       this.lastTick = performance.now();
+      const started = monotonicMs();
       let fsNow: number;
       try { fsNow = this.beat(); } catch (err) { onError(err); return; }
-      onBeat(fsNow);
+      const took = monotonicMs() - started;
+      if (took > this.everyMs) {
+        onError(new Error(`the heartbeat write took ${took} ms, more than its deadline of ${this.everyMs} ms: the file server is too slow or hung`));
+        return;
+      }
+      onBeat(fsNow, started);
     };
     this.tick = tick;
     tick();
