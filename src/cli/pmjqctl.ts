@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // pmjqctl(1): argument parsing and printing only; what each verb does is the
 // library in src/control/ (DESIGN §9). Tables for people, --json for
-// programs; exit status 0 ok, 1 the operation failed, 2 usage error.
+// programs; exit status 0 ok, 1 the operation failed, 2 usage error, 3 the
+// spool did not answer within --fs-timeout (hang-guard.ts).
 
 import fs from 'node:fs';
 import path from 'node:path';
@@ -17,6 +18,7 @@ import { DEFAULT_GROUP, Layout } from '../spool/layout.js';
 import { formatDuration } from '../util/duration.js';
 import { errText } from '../util/fsx.js';
 import { EXIT_FAILED, EXIT_USAGE, UsageError, completionShell, duration, number, printCompletion, usageExit, unixManners } from './common.js';
+import { EXIT_NO_ANSWER, guardAgainstHangs } from './hang-guard.js';
 
 const PROG = 'pmjqctl';
 /** state.ts DEFAULT_LEASE_MS and ls.ts SORT_KEYS, repeated so that --help imports neither (a test checks they agree) */
@@ -30,9 +32,14 @@ const json = (v: unknown): void => out(JSON.stringify(v, null, 2) + '\n');
 /** One error line for one failed item (the verb goes on with the others). */
 const complain = (verb: string, msg: string): void => { process.stderr.write(`${PROG}: ${verb}: ${printable(msg)}\n`); };
 
-/** The spool: an existing directory (writable when the verb writes). */
+/**
+ * The spool: an existing directory (writable when the verb writes). From the
+ * first look at it on, a verb with --fs-timeout gives up on a spool that
+ * does not answer (a hung NFS or FUSE mount) rather than hang for ever.
+ */
 function spoolOf(a: Args, write: boolean): Layout {
   const p = path.resolve(String(a.spool));
+  if (a['fs-timeout'] !== undefined) guardAgainstHangs(PROG, String((a._ as unknown[] | undefined)?.[0] ?? ''), p, duration('--fs-timeout', a['fs-timeout']));
   let st: fs.Stats;
   try { st = fs.statSync(p); } catch { throw new UsageError(`spool '${p}' does not exist`); }
   if (!st.isDirectory()) throw new UsageError(`spool '${p}' is not a directory`);
@@ -84,6 +91,10 @@ function act(verb: string, fn: (a: Args) => Promise<number | void> | number | vo
 }
 
 const jsonOpt = { type: 'boolean', describe: 'print JSON for programs (shapes in pmjqctl(1))' } as const;
+const fsTimeoutOpt = {
+  type: 'string', default: '10s', requiresArg: true,
+  describe: `give up (exit ${EXIT_NO_ANSWER}) when the spool's filesystem has not answered for DURATION (a hung NFS or FUSE mount); 0: wait for ever`,
+} as const;
 const leaseOpt = {
   type: 'string', default: `${DEFAULT_LEASE_MS / 1000}s`, requiresArg: true,
   describe: 'a node whose heartbeat is older than DURATION is STALE (when its heartbeat does not say its own lease)',
@@ -327,12 +338,14 @@ const parser = unixManners(yargs(hideBin(process.argv))
     .option('group', { alias: 'g', type: 'string', describe: 'the group (subdirectory), created if missing', requiresArg: true })
     .option('name', { type: 'string', describe: 'the job\'s exact name (refused if one of that name is queued)', requiresArg: true })
     .option('json', jsonOpt)
+    .option('fs-timeout', fsTimeoutOpt)
     .example('pmjqctl submit spool -g convert -- convert "in put.png" out.jpg', 'queue a command'), submitVerb as never)
   .command('status <spool>', 'nodes, groups and totals', (y) => spoolPositional(y)
     .option('watch', { alias: 'w', type: 'boolean', describe: 'redraw every --interval until interrupted' })
     .option('interval', { type: 'string', default: '1s', describe: 'with --watch: how often', requiresArg: true })
     .option('lease', leaseOpt)
-    .option('json', jsonOpt), statusVerb as never)
+    .option('json', jsonOpt)
+    .option('fs-timeout', fsTimeoutOpt), statusVerb as never)
   .command('ls <spool>', 'jobs in every state, one table', (y) => spoolPositional(y)
     .option('state', { alias: 's', type: 'string', array: true, describe: 'only these states: queued, running, retrying, failed, done, rejected (comma-separated)', requiresArg: true })
     .option('group', { alias: 'g', type: 'string', array: true, describe: 'only these groups (comma-separated)', requiresArg: true })
@@ -341,27 +354,33 @@ const parser = unixManners(yargs(hideBin(process.argv))
     .option('limit', { alias: 'n', type: 'string', default: '100', describe: 'print at most N jobs (0 = all)', requiresArg: true })
     .option('grep', { type: 'string', describe: 'only jobs whose name, id, group or info match this regular expression', requiresArg: true })
     .option('lease', leaseOpt)
-    .option('json', jsonOpt), lsVerb as never)
+    .option('json', jsonOpt)
+    .option('fs-timeout', fsTimeoutOpt), lsVerb as never)
   .command('logs <spool> <id>', 'a job\'s output, wherever it is', (y) => spoolPositional(y)
     .positional('id', { type: 'string', describe: 'the job id' })
     .option('follow', { alias: 'f', type: 'boolean', describe: 'follow a running job\'s output until it ends' })
     .option('raw', { type: 'boolean', describe: 'bytes as they are (no [level] rendering)' })
-    .option('poll', { type: 'string', default: '250ms', describe: 'with -f: how often the file is read', requiresArg: true }), logsVerb as never)
+    .option('poll', { type: 'string', default: '250ms', describe: 'with -f: how often the file is read', requiresArg: true })
+    .option('fs-timeout', fsTimeoutOpt), logsVerb as never)
   .command('pause <spool> [groups..]', 'every node stops claiming (these groups\' jobs); running jobs go on', (y) => spoolPositional(y)
     .positional('groups', { type: 'string', array: true, describe: 'groups ("default" is the top level); none = all' })
-    .option('json', jsonOpt), pauseVerb('pause') as never)
+    .option('json', jsonOpt)
+    .option('fs-timeout', fsTimeoutOpt), pauseVerb('pause') as never)
   .command('resume <spool> [groups..]', 'every node claims again (none = resume everything)', (y) => spoolPositional(y)
     .positional('groups', { type: 'string', array: true, describe: 'groups; none = all' })
-    .option('json', jsonOpt), pauseVerb('resume') as never)
+    .option('json', jsonOpt)
+    .option('fs-timeout', fsTimeoutOpt), pauseVerb('resume') as never)
   .command('kill <spool> [ids..]', 'kill running jobs wherever they run; jobs waiting for a retry are killed at once', (y) => spoolPositional(y)
     .positional('ids', { type: 'string', array: true, describe: 'job ids' })
     .option('wait', { type: 'string', default: '10s', describe: 'wait up to DURATION for the jobs to end (--no-wait: do not)' })
     .option('errors', { alias: 'e', type: 'string', describe: 'where a killed retrying job goes (default SPOOL/.pmjq/done)', requiresArg: true })
-    .option('json', jsonOpt), killVerb as never)
+    .option('json', jsonOpt)
+    .option('fs-timeout', fsTimeoutOpt), killVerb as never)
   .command('retry <spool> [ids..]', 'failed jobs back into the queue, as attempt + 1', (y) => spoolPositional(y)
     .positional('ids', { type: 'string', array: true, describe: 'job ids' })
     .option('reset', { type: 'boolean', describe: 'start again from attempt 1' })
-    .option('json', jsonOpt), retryVerb as never)
+    .option('json', jsonOpt)
+    .option('fs-timeout', fsTimeoutOpt), retryVerb as never)
   .command('run <spool> [name]', 'claim one queued job now, here, ignoring barriers and pause; run it in the foreground', (y) => spoolPositional(y)
     .positional('name', { type: 'string', describe: 'the queued job\'s file name' })
     .option('group', { alias: 'g', type: 'string', describe: 'its group (default: the top level)', requiresArg: true })
@@ -377,7 +396,7 @@ const parser = unixManners(yargs(hideBin(process.argv))
     .option('listen', { type: 'string', default: '127.0.0.1:8080', describe: 'listen on ADDR:PORT (port 0: any free port; the URL is printed first)', requiresArg: true })
     .option('token-file', { type: 'string', describe: 'changes need "Authorization: Bearer TOKEN", TOKEN being this file\'s first line (without: read-only)', requiresArg: true })
     .option('submit-user', { type: 'string', describe: 'as root: submitted jobs are owned by, and run as, USER', requiresArg: true }), serveVerb as never)
-  .demandCommand(1, 'a verb is needed: submit, status, ls, logs, pause, resume, kill, retry, run, serve'), PROG, 'DURATION: 30, 30s, 250ms, 5m, 1h30m. Exit status: 0 ok, 1 the operation failed, 2 usage error.\nShell completion: pmjqctl --completion bash|zsh prints the script (see pmjqctl(1)).');
+  .demandCommand(1, 'a verb is needed: submit, status, ls, logs, pause, resume, kill, retry, run, serve'), PROG, `DURATION: 30, 30s, 250ms, 5m, 1h30m. Exit status: 0 ok, 1 the operation failed, 2 usage error, ${EXIT_NO_ANSWER} the spool did not answer (--fs-timeout).\nShell completion: pmjqctl --completion bash|zsh prints the script (see pmjqctl(1)).`);
 
 if (completion !== null) {
   printCompletion(parser, PROG, completion);
