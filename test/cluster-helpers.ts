@@ -4,12 +4,16 @@
 // detects a shared filesystem (statfs: fuse) and polls. Each node is a real
 // pmjq process on its own mount, optionally in its own UTS namespace (its own
 // host name), so that it is "another host": its death is then noticed by its
-// lease running out, not by its pid being gone.
+// lease running out, not by its pid being gone; and optionally in its own PID
+// namespace too, so that it cannot see or signal the other nodes' processes.
+// A cluster may keep each bindfs in the foreground, as the test's child, so
+// that a test can SIGSTOP the server of one mount: every call on that mount
+// then blocks, as on a hard NFS mount whose server is gone.
 //
 // Teardown order (tap runs teardowns last-registered first): nodes are
 // killed, then every job process left on any mount (found by environment),
-// then the mounts are unmounted (fusermount -u, falling back to umount -l),
-// then the scratch directory is removed. A process exit hook does the same
+// then stopped servers are continued and the mounts unmounted (fusermount -u,
+// falling back to umount -l), then the scratch directory is removed. A process exit hook does the same
 // synchronously if the test process ends without its teardowns.
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -55,8 +59,9 @@ export function requireUnshare(): void {
 
 // ---- mounts ----
 
-/** Mounts still mounted and node processes still running, for the exit hook. */
+/** Mounts still mounted, their foreground servers and node processes still running, for the exit hook. */
 const liveMounts = new Set<string>();
+const liveServers = new Set<number>();
 const liveNodes = new Set<number>();
 let exitHook = false;
 
@@ -65,10 +70,12 @@ function installExitHook(): void {
   exitHook = true;
   process.once('exit', () => {
     for (const pid of liveNodes) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
+    for (const pid of liveServers) { try { process.kill(pid, 'SIGCONT'); } catch { /* gone */ } }
     for (const m of liveMounts) {
       for (const pid of jobProcesses(m)) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
       unmountSync(m, 0);
     }
+    for (const pid of liveServers) { try { process.kill(pid, 'SIGTERM'); } catch { /* gone */ } }
   });
 }
 
@@ -113,6 +120,13 @@ export interface Cluster {
   /** local scratch space for what the jobs report (results, pids, stamps) */
   work: string;
   archive: string;
+  /** with { servers: true }: the pid of the bindfs serving each mount (our child) */
+  servers: number[];
+}
+
+export interface ClusterOptions {
+  /** keep each bindfs in the foreground, as our child, its pid in Cluster.servers */
+  servers?: boolean;
 }
 
 /**
@@ -120,7 +134,7 @@ export interface Cluster {
  * unmounted at teardown even when the test fails; the job processes left on
  * any mount are killed before.
  */
-export function cluster(t: TestLike, n: number, prefix = 'pmjq-cluster-'): Cluster {
+export function cluster(t: TestLike, n: number, prefix = 'pmjq-cluster-', opts: ClusterOptions = {}): Cluster {
   const bindfs = requireBindfs();
   installExitHook();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
@@ -134,27 +148,47 @@ export function cluster(t: TestLike, n: number, prefix = 'pmjq-cluster-'): Clust
     try { fs.rmSync(dir, { recursive: true, force: true }); } catch { /* left in tmp */ }
   });
   const mounts: string[] = [];
-  t.teardown(() => { for (const m of mounts) unmountSync(m, 3000); });
+  const servers: number[] = [];
+  t.teardown(() => {
+    // a stopped server would leave its mount's users, and the unmount, hanging
+    for (const pid of servers) { try { process.kill(pid, 'SIGCONT'); } catch { /* gone */ } }
+    for (const m of mounts) unmountSync(m, 3000);
+    // unmounted, a foreground bindfs exits by itself
+    for (const pid of servers) { try { process.kill(pid, 'SIGTERM'); } catch { /* gone */ } liveServers.delete(pid); }
+  });
   for (let i = 0; i < n; i++) {
     const m = path.join(dir, `node${i}`);
     fs.mkdirSync(m);
-    const r = spawnSync(bindfs, ['--no-allow-other', backing, m], { encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`bindfs ${backing} ${m} failed (exit ${r.status}): ${r.stderr || r.error?.message}`);
+    if (opts.servers) {
+      const child = spawn(bindfs, ['-f', '--no-allow-other', backing, m], { stdio: 'ignore' });
+      servers.push(child.pid!);
+      liveServers.add(child.pid!);
+      liveMounts.add(m);
+      const end = Date.now() + 10_000;
+      while (!mounted(m)) {
+        if (Date.now() > end) throw new Error(`bindfs -f ${backing} ${m} did not mount within 10 s`);
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+      }
+    } else {
+      const r = spawnSync(bindfs, ['--no-allow-other', backing, m], { encoding: 'utf8' });
+      if (r.status !== 0) throw new Error(`bindfs ${backing} ${m} failed (exit ${r.status}): ${r.stderr || r.error?.message}`);
+      liveMounts.add(m);
+    }
     mounts.push(m);
-    liveMounts.add(m);
     if ((fs.statfsSync(m).type >>> 0) !== FUSE_MAGIC) throw new Error(`${m} is not a FUSE mount after bindfs`);
   }
   // job processes of every node (they carry PMJQ_SPOOL=their mount): killed before the unmount
   t.teardown(() => {
     for (const m of mounts) for (const pid of jobProcesses(m)) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
   });
-  return { dir, backing, mounts, work, archive };
+  return { dir, backing, mounts, work, archive, servers };
 }
 
 // ---- nodes ----
 
 export interface Node {
   child: ChildProcess;
+  /** pmjq's pid (as the test sees it: in a PID namespace of its own, it has another one there) */
   pid: number;
   /** the node id (HOST.PID.START), from its start line */
   id: string;
@@ -171,16 +205,21 @@ export interface NodeOptions {
   env?: NodeJS.ProcessEnv;
   /** run the node in its own UTS namespace under this host name ("another host") */
   host?: string;
+  /** with host: and in a PID namespace of its own (with its own /proc), where it cannot see or signal other nodes' processes */
+  pidns?: boolean;
 }
 
 /** Start `pmjq ROOT_ARGS… args… mount`; resolves once it logged its start and wrote its heartbeat. */
 export async function startNode(t: TestWithResult, mount: string, args: string[], opts: NodeOptions = {}): Promise<Node> {
   const pmjq = [process.execPath, BIN.pmjq, ...ROOT_ARGS, ...args, mount];
+  if (opts.pidns && !opts.host) throw new Error('startNode: pidns needs a host');
+  // in a PID namespace: unshare forks pmjq (pid 1 there) and dies with it; --kill-child: and it with unshare
+  const unshare = opts.pidns ? ['unshare', '--pid', '--fork', '--kill-child', '--mount-proc', '--uts'] : ['unshare', '--uts'];
   const [cmd, ...argv] = opts.host
-    ? ['unshare', '--uts', '--', 'sh', '-c', 'hostname "$0" && exec "$@"', opts.host, ...pmjq]
+    ? [...unshare, '--', 'sh', '-c', 'hostname "$0" && exec "$@"', opts.host, ...pmjq]
     : pmjq;
   const child = spawn(cmd!, argv, { stdio: ['ignore', 'ignore', 'pipe'], detached: true, env: { ...process.env, ...opts.env } });
-  const pid = child.pid!;
+  let pid = child.pid!;
   liveNodes.add(pid);
   let err = '';
   const waiters: { re: RegExp; resolve: (l: string) => void }[] = [];
@@ -192,7 +231,7 @@ export async function startNode(t: TestWithResult, mount: string, args: string[]
   };
   child.stderr!.on('data', (d: Buffer) => { err += d.toString(); check(); });
   const exited = new Promise<number>((resolve) => {
-    child.on('exit', (code, signal) => { liveNodes.delete(pid); resolve(code ?? 128 + (os.constants.signals[signal as NodeJS.Signals] ?? 0)); });
+    child.on('exit', (code, signal) => { liveNodes.delete(child.pid!); liveNodes.delete(pid); resolve(code ?? 128 + (os.constants.signals[signal as NodeJS.Signals] ?? 0)); });
   });
   let done = false;
   void exited.then(() => { done = true; });
@@ -219,6 +258,13 @@ export async function startNode(t: TestWithResult, mount: string, args: string[]
     exited.then((c) => { throw new Error(`pmjq on ${mount} exited ${c} before starting:\n${err}`); }),
   ]);
   const id = field(startLine, 'node')!;
+  if (opts.pidns) {
+    // pmjq is unshare's child (it has logged: it is exec'd)
+    const children = fs.readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean);
+    if (children.length !== 1) throw new Error(`unshare ${child.pid} has ${children.length} children, not pmjq alone`);
+    pid = Number(children[0]);
+    liveNodes.add(pid);
+  }
   await waitFor(`the heartbeat of ${id}`, () => fs.existsSync(path.join(mount, '.pmjq/nodes', id)), 15_000);
   return { child, pid, id, mount, stderr: () => err, waitLine, exited, kill };
 }
