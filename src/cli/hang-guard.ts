@@ -35,7 +35,7 @@ export function guardAgainstHangs(prog: string, verb: string, spool: string, tim
   const seconds = timeoutMs % 1000 === 0 ? `${timeoutMs / 1000}s` : `${timeoutMs}ms`;
   const data: GuardData = {
     cells: cells.buffer as SharedArrayBuffer,
-    message: `${prog}: ${verb}: the spool ${spool} did not answer for ${seconds} (a hung NFS server or FUSE mount?); gave up with exit status ${EXIT_NO_ANSWER} (--fs-timeout sets the wait)\n`,
+    message: `${prog}: ${verb}: the spool ${spool} did not answer for ${seconds} (a hung NFS or FUSE mount?); giving up (see --fs-timeout)\n`,
     timeoutMs,
     exitCode: EXIT_NO_ANSWER,
   };
