@@ -161,16 +161,16 @@ function groupAlive(pgid: number): boolean {
   }
 }
 
-let stalled = false;
-
 /**
  * Test-only (test/cluster-hung-mount.test.ts): with PMJQ_TEST_BLOCK_MS=N in
  * its environment, a daemon blocks its main thread for N ms at its first job
  * start — an event loop starved for longer than the lease.
  */
+let testBlockMs = Number(process.env.PMJQ_TEST_BLOCK_MS ?? 0);
+
 export function stallForTest(): void {
-  const ms = Number(process.env.PMJQ_TEST_BLOCK_MS ?? 0);
-  if (stalled || !(ms > 0)) return;
-  stalled = true;
+  if (!(testBlockMs > 0)) return;
+  const ms = testBlockMs;
+  testBlockMs = 0;
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
