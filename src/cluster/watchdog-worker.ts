@@ -41,8 +41,9 @@ while (Atomics.load(cells, STOP) === 0n) {
     if (report) report.stopped += n;
   }
   for (const [slot, s] of stopping) {
-    // its end was seen and the slot freed (or reused): that group is gone
-    if (Atomics.load(cells, slot) !== BigInt(-s.pgid)) { stopping.delete(slot); continue; }
+    // its end was seen and the slot freed (or reused), or nothing is left of
+    // the group (not even an unreaped leader): it needs no SIGKILL
+    if (Atomics.load(cells, slot) !== BigInt(-s.pgid) || !signal(s.pgid, 0)) { stopping.delete(slot); continue; }
     if (now < s.killAt) continue;
     signal(s.pgid, 'SIGKILL');
     stopping.delete(slot);
@@ -76,8 +77,14 @@ function stopWatched(now: number): number {
   return n;
 }
 
-function signal(pgid: number, sig: NodeJS.Signals): void {
-  try { process.kill(-pgid, sig); } catch { /* the group is gone */ }
+/** Signal a process group; false if it has no member left. */
+function signal(pgid: number, sig: NodeJS.Signals | 0): boolean {
+  try {
+    process.kill(-pgid, sig);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Write a line to fd 2, waiting a little if it is a full non-blocking pipe; never throws. */
