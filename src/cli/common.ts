@@ -6,7 +6,6 @@ import type { Argv, FallbackCompletionFunction } from 'yargs';
 import { parseDuration } from '../util/duration.js';
 import { VERSION } from '../version.js';
 
-export const EXIT_OK = 0;
 export const EXIT_FAILED = 1;
 export const EXIT_USAGE = 2;
 

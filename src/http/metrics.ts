@@ -36,13 +36,6 @@ const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10
 const STATES = ['queued', 'running', 'retrying', 'failed', 'done', 'rejected'] as const;
 const NODE_STATES = ['IDLE', 'PROCESSING', 'STOPPING', 'FENCED', 'STARTING', 'STALE'] as const;
 
-export const METRIC_NAMES = [
-  'pmjq_jobs', 'pmjq_job_duration_seconds', 'pmjq_claim_latency_seconds', 'pmjq_node_up',
-  'pmjq_node_heartbeat_age_seconds', 'pmjq_node_running_jobs', 'pmjq_node_load1', 'pmjq_node_barrier_held', 'pmjq_nodes',
-  'pmjq_group_paused', 'pmjq_paused_all', 'pmjq_group_limit', 'pmjq_kill_requests',
-  'pmjq_history_unreadable_lines', 'pmjq_state_read_seconds',
-] as const;
-
 export class Metrics {
   readonly registry = new client.Registry();
   private readonly jobs: client.Gauge;

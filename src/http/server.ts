@@ -149,55 +149,11 @@ export function urlOf(host: string, port: number): string {
   return `http://${h}:${port}`;
 }
 
-const HELP = `Usage: pmjqctl serve SPOOL [--listen ADDR:PORT] [--token-file FILE] [--submit-user USER]
-
-Serve the JSON API, the live dashboard (/) and Prometheus metrics (/metrics)
-of SPOOL. See pmjqctl(1), section SERVE.
-
-  --listen ADDR:PORT    where to listen (default ${DEFAULT_LISTEN}; port 0 = any free port)
-  --token-file FILE     allow changes with "Authorization: Bearer TOKEN", TOKEN
-                        being FILE's first line (without it: read-only)
-  --submit-user USER    as root: submitted jobs are owned by (and run as) USER
-  -h, --help            this help
-
-The first line on stdout is the URL served.
-`;
-
 export interface ServeArgs {
   spool: string;
   listen: string;
   tokenFile: string | null;
   submitUser: string | null;
-}
-
-/** Parse `serve`'s own arguments (after the verb). */
-export function parseServeArgs(args: string[]): ServeArgs | 'help' {
-  const out: ServeArgs = { spool: '', listen: DEFAULT_LISTEN, tokenFile: null, submitUser: null };
-  const positional: string[] = [];
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i]!;
-    const eq = a.indexOf('=');
-    const flag = a.startsWith('--') && eq > 0 ? a.slice(0, eq) : a;
-    const value = (): string => {
-      if (a.startsWith('--') && eq > 0) return a.slice(eq + 1);
-      const v = args[++i];
-      if (v === undefined) throw new ConfigError(`${flag} needs a value`);
-      return v;
-    };
-    switch (flag) {
-      case '-h': case '--help': return 'help';
-      case '--listen': out.listen = value(); break;
-      case '--token-file': out.tokenFile = value(); break;
-      case '--submit-user': out.submitUser = value(); break;
-      case '--': positional.push(...args.slice(i + 1)); i = args.length; break;
-      default:
-        if (a.startsWith('-') && a !== '-') throw new ConfigError(`unknown option '${a}'`);
-        positional.push(a);
-    }
-  }
-  if (positional.length !== 1) throw new ConfigError(positional.length === 0 ? 'missing SPOOL' : `one SPOOL only (got ${positional.length} arguments)`);
-  out.spool = positional[0]!;
-  return out;
 }
 
 /**
@@ -228,27 +184,14 @@ export function resolveServeOptions(a: ServeArgs, log: Logger): ServeOptions {
   return { spool: a.spool, host, port, listen: a.listen, token, submitUser, log };
 }
 
-/** `pmjqctl serve …` from its own arguments (after the verb): runs until SIGINT/SIGTERM; returns the exit status. */
-export async function serveCommand(args: string[]): Promise<number> {
-  let a: ServeArgs | 'help';
-  try {
-    a = parseServeArgs(args);
-  } catch (err) {
-    if (err instanceof ConfigError) return usage(err.message);
-    throw err;
-  }
-  if (a === 'help') { process.stdout.write(HELP); return 0; }
-  return runServe(a);
-}
-
 function usage(message: string): number {
   process.stderr.write(`pmjqctl serve: ${message}\nTry 'pmjqctl serve --help' for more information.\n`);
   return 2;
 }
 
 /**
- * `pmjqctl serve` with its arguments parsed (by pmjqctl's front-end or by
- * serveCommand): checks them, serves until SIGINT/SIGTERM, and returns the
+ * `pmjqctl serve` with its arguments parsed (by pmjqctl's front-end):
+ * checks them, serves until SIGINT/SIGTERM, and returns the
  * exit status: 0 after a clean stop, 1 when it cannot listen, 2 on a usage
  * error (with a one-line reason on stderr).
  */

@@ -115,11 +115,6 @@ export function parseGroupFlag(text: string): { group: string; settings: GroupSe
   return { group, settings: validateSettings(obj) };
 }
 
-export interface SettingsFileState {
-  /** identity of the file last read: a change of any of these means "read it again" */
-  stamp: string;
-}
-
 /** An error with the stamp it is reported under (the same failure is reported once, not on every rescan). */
 function failed(stamp: string, message: string): Error {
   return Object.assign(new SettingsError(null, message), { stamp });
