@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// npm run bench — DESIGN §13 measured on this machine, side by side with
+// npm run bench — the performance targets (README, Performance) measured on this machine, side by side with
 // xargs where there is something to compare with (issue 8).
 //
 // A benchmark, not a test: it prints a table of figures, targets and
@@ -60,7 +60,7 @@ const { values: argv } = parseArgs({
 if (argv.help) {
   process.stdout.write(`Usage: node bench/run.mjs [options]   (npm run bench -- [options])
 
-Measures DESIGN §13 and prints: figure, measured, target, ratio/verdict.
+Measures the performance targets (README, Performance) and prints: figure, measured, target, ratio/verdict.
 
   --quick               small sizes, few repetitions: the whole run in under a minute
   --only 1,3            run only these figures (1 throughput, 2 latency, 3 backlog,

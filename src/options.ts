@@ -34,7 +34,7 @@ export interface DaemonOptions {
   groupSettings: Map<string, GroupSettings>;
   /** --groups a,b: serve only these groups (undefined = all) */
   groups?: string[];
-  /** a node whose heartbeat is older than this is stale (DESIGN §7.1) */
+  /** a node whose heartbeat is older than this is stale (pmjq(1) RUNNING A CLUSTER) */
   leaseMs: number;
   /** --init SCRIPT [ARGS]: a job started once at start-up (chaqum's init/entry) */
   init?: { script: string; args: string[] };

@@ -1,4 +1,4 @@
-// Issue 5, clocks (DESIGN §7.1): staleness is judged by the shared
+// Issue 5, clocks (pmjq(1) RUNNING A CLUSTER): staleness is judged by the shared
 // filesystem's clock, never by a node's own. Two nodes whose clocks are an
 // hour apart (test hook PMJQ_TEST_CLOCK_SKEW_MS on one) and a lease of 2 s
 // run jobs side by side for more than four lease periods: neither takes the

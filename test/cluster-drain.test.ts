@@ -1,4 +1,4 @@
-// Issue 5, a cluster draining a spool (DESIGN §3 "Claim", §7, §13 "Cluster"):
+// Issue 5, a cluster draining a spool (pmjq(5) "Claim", pmjq(1) RUNNING A CLUSTER, README Performance "Cluster"):
 // 4 real pmjq nodes, each on its own FUSE mount of one directory (no inotify
 // event crosses mounts, as on NFS: they poll), drain 2 000 jobs with zero
 // duplicates and zero losses, each node taking a fair share. Every job

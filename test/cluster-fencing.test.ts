@@ -1,4 +1,4 @@
-// Issue 5, self-fencing (DESIGN §7.1): a node that cannot renew its
+// Issue 5, self-fencing (pmjq(1) RUNNING A CLUSTER): a node that cannot renew its
 // heartbeat for half the lease stops claiming and stops its running jobs, so
 // that nothing it ran is still running when another node takes its work
 // over. Fault injection: the node's heartbeat file is replaced by a

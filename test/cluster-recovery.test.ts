@@ -1,4 +1,4 @@
-// Issue 5, recovery of dead nodes (DESIGN §7.1, §7.2). kill -9 of nodes that
+// Issue 5, recovery of dead nodes (pmjq(1) RUNNING A CLUSTER, pmjq(1) Recovery). kill -9 of nodes that
 // run jobs: the live nodes recover their claimed jobs (one taker per dead
 // node, log line `recovered`), kill what their jobs left running on this
 // host, and run the jobs again (attempt 2): nothing lost, no orphan left.

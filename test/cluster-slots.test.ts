@@ -1,4 +1,4 @@
-// Issue 5, cluster-wide group limits (DESIGN §7.3): `cluster_max: 2` in a
+// Issue 5, cluster-wide group limits (pmjq(1) Cluster-wide limits): `cluster_max: 2` in a
 // group's .group.json caps its running jobs across all nodes, however many
 // each node may run (-j 4 on 3 nodes). The overlap is computed from the
 // jobs' own start/end stamps — what the jobs saw, not what pmjq says.

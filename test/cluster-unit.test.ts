@@ -2,7 +2,7 @@
 // by chance, reproduced at unit level on the built modules (dist/) with
 // node:fs mocked:
 // - NFS: a rename whose reply was lost is retransmitted and reports ENOENT
-//   although the first transmission succeeded (DESIGN §3 "Claim"): the claim
+//   although the first transmission succeeded (pmjq(5) "Claim"): the claim
 //   must see that the file arrived and keep it, not drop it (the job would
 //   then sit in a claimed area with nobody running it).
 // - NFS/FUSE: a heartbeat being replaced (renamed over) can fail a stat, or

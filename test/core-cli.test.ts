@@ -1,4 +1,4 @@
-// Issue 2, the command line and the daemon's log (DESIGN §8): a bad command
+// Issue 2, the command line and the daemon's log (pmjq(1) LOGGING): a bad command
 // line is one line saying what is wrong and exit 2, before anything is
 // touched; --log-format json gives one JSON object per line; -q and -v.
 

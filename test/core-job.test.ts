@@ -1,4 +1,4 @@
-// Issue 2, the job process (DESIGN §5.1): /bin/sh for scripts without #!,
+// Issue 2, the job process (pmjq(1) THE JOB PROCESS): /bin/sh for scripts without #!,
 // stdin /dev/null, stdout+stderr to the log, the environment, the working
 // directory, its own process group, fd 3/4; and a file still being written
 // (ETXTBSY) is never run truncated.

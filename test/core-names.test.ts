@@ -1,4 +1,4 @@
-// Issue 2, names (DESIGN §3): any byte sequence a filesystem allows survives
+// Issue 2, names (pmjq(5)): any byte sequence a filesystem allows survives
 // claim, run, archive and records intact — spaces, a newline, a leading '-',
 // quotes, shell metacharacters, UTF-8, bytes that are not UTF-8, 255 bytes.
 

@@ -1,4 +1,4 @@
-// Issue 2, privileges (DESIGN §5.1): as root, a job runs with the uid, gid
+// Issue 2, privileges (pmjq(1) THE JOB PROCESS): as root, a job runs with the uid, gid
 // and supplementary groups of its file's owner (root-owned files only with
 // --allow-root); not as root, jobs run as pmjq's user. CI runs as root; run
 // as another user, the test proves the non-root behaviour instead.

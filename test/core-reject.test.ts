@@ -1,4 +1,4 @@
-// Issue 2, what is a job (DESIGN §3): symlinks, FIFOs, sockets, devices,
+// Issue 2, what is a job (pmjq(5)): symlinks, FIFOs, sockets, devices,
 // setuid/setgid files, files writable by others, directories inside a group
 // and (as root, without --allow-root) root-owned files are moved to
 // .pmjq/rejected/ID/ with a .reject.json naming the reason — never opened,

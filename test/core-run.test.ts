@@ -1,5 +1,5 @@
 // Issue 2, core path: jobs run exactly once and are archived with a log and a
-// record (DESIGN §4); same-named jobs never overwrite each other; --once exit
+// record (pmjq(5) RECORDS); same-named jobs never overwrite each other; --once exit
 // codes; -e; the .pmjq/done retention without -o.
 
 import fs from 'node:fs';

@@ -1,4 +1,4 @@
-// Issue 2, stopping jobs and pmjq (DESIGN §5.1, §5.4): --timeout, SIGKILL
+// Issue 2, stopping jobs and pmjq (pmjq(1) THE JOB PROCESS, pmjq(1) SIGNALS): --timeout, SIGKILL
 // after --kill-grace, and SIGTERM/SIGINT: stop claiming, let running jobs
 // finish for --grace, put the others back for another attempt — nothing lost.
 

@@ -1,4 +1,4 @@
-// Issue 2, watching (DESIGN §7.4): a running daemon notices new jobs through
+// Issue 2, watching (docs/ARCHITECTURE.md, Watching): a running daemon notices new jobs through
 // inotify at once (the rescan is set to a minute here, so only inotify can
 // explain a quick pickup), watches group directories created at run time, and
 // with --watch poll finds jobs by rescanning.

@@ -1,4 +1,4 @@
-// Issue 9, the archive step failing (DESIGN §3, §4): the archive and errors
+// Issue 9, the archive step failing (pmjq(5), pmjq(5) RECORDS): the archive and errors
 // directories on small tmpfs mounts made by the test, filled to the last
 // page or remounted read-only. A job that ended keeps its claimed directory
 // (file, metadata, log) — a recoverable place — the daemon logs one

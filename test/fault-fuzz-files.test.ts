@@ -1,4 +1,4 @@
-// Issue 9, hostile input in the spool (DESIGN §3): thousands of random
+// Issue 9, hostile input in the spool (pmjq(5)): thousands of random
 // entries dropped into a running daemon — regular files executable or not,
 // setuid, group- or world-writable, symlinks, FIFOs, sockets, directories
 // inside a group — under random names (any byte 0x01–0xFF but '/', 1 to 255

@@ -1,4 +1,4 @@
-// Issue 9, hostile traffic on the command channel (DESIGN §6: "an unknown or
+// Issue 9, hostile traffic on the command channel (pmjq-protocol(7): "an unknown or
 // malformed command gets E and a log line — never a crash, never a hang"):
 // jobs of a real daemon write random lines to fd 3 — commands of the
 // protocol with random options, words, quotes and lengths, raw random bytes,

@@ -1,4 +1,4 @@
-// Issue 9, jobs that misbehave (DESIGN §5.1: each job runs in its own
+// Issue 9, jobs that misbehave (pmjq(1) THE JOB PROCESS: each job runs in its own
 // process group; killing a job kills its whole tree): a job that forks a
 // daemon child and exits — the child, still in the job's process group, is
 // killed when the job ends, even one that ignores SIGTERM; a job that closes

@@ -1,4 +1,4 @@
-// Issue 9, kill -9 at random moments (DESIGN §3, §7.2): 3 pmjq nodes, each
+// Issue 9, kill -9 at random moments (pmjq(5), pmjq(1) Recovery): 3 pmjq nodes, each
 // on its own FUSE (bindfs) mount of one spool as on NFS, drain a few hundred
 // short jobs while a node chosen at random is killed with SIGKILL after a
 // random number of its own log events (claims, starts, ends: a random point

@@ -1,4 +1,4 @@
-// Issue 9, file descriptors and memory (DESIGN §5.1, §13): a few thousand
+// Issue 9, file descriptors and memory (pmjq(1) THE JOB PROCESS, README Performance): a few thousand
 // jobs through one daemon. Its open descriptors (/proc/PID/fd) and resident
 // memory (/proc/PID/status VmRSS) are sampled at a baseline after a warm-up
 // batch and again after the rest, once the daemon is idle again:

@@ -1,4 +1,4 @@
-// Issue 9, hostile group settings (DESIGN §5.3), beyond what
+// Issue 9, hostile group settings (pmjq(1) GROUPS), beyond what
 // sched-settings.test.ts covers (invalid JSON, an unknown field, a negative
 // max, a bad duration string, a FIFO, a symlink to /dev/zero): huge values,
 // negative numbers in every other field, a file over the size limit, a

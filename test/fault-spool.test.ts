@@ -1,4 +1,4 @@
-// Issue 9, the spool itself under attack (DESIGN §3): the spool directory
+// Issue 9, the spool itself under attack (pmjq(5)): the spool directory
 // removed and recreated while the daemon runs; a group directory removed
 // while jobs in it are queued; the spool out of reach for a while (renamed
 // away and back, or hidden under a tmpfs mounted over it — root is not

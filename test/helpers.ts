@@ -251,7 +251,7 @@ export function readJson<T = Record<string, unknown>>(p: string | Buffer): T {
   return JSON.parse(fs.readFileSync(p, 'utf8')) as T;
 }
 
-/** The record fields DESIGN §4 requires. */
+/** The record fields pmjq(5) RECORDS requires. */
 export const RECORD_FIELDS = ['id', 'name', 'group', 'node', 'owner', 'created', 'claimed', 'started', 'finished', 'status', 'exit_code', 'signal', 'attempt', 'archive', 'log'] as const;
 
 /** ISO 8601 UTC with milliseconds, as records carry. */

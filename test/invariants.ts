@@ -1,4 +1,4 @@
-// The invariants of issue 9 (DESIGN §3, §4, §5.1), checked after every
+// The invariants of issue 9 (pmjq(5), pmjq(5) RECORDS, pmjq(1) THE JOB PROCESS), checked after every
 // fault-injection test:
 //
 //   1. every submitted job is in exactly one place: queued in the spool,

@@ -1,4 +1,4 @@
-// Repeats with real processes (DESIGN §6, issue 4): registered from sh and
+// Repeats with real processes (pmjq-protocol(7), issue 4): registered from sh and
 // from Python; a 1-second interval fires repeatedly at a fixed rate, at most
 // one instance at a time (a firing while the previous instance runs is
 // skipped), a 6-field cron fires on the second, chaqum's 0s5m0h0d0w means

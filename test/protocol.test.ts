@@ -1,4 +1,4 @@
-// The job protocol with real processes (DESIGN §6, issue 4): a job in each
+// The job protocol with real processes (pmjq-protocol(7), issue 4): a job in each
 // of sh, Python 3, Perl 5 and Node (dist/lib/job.js) enqueues sub-jobs in a
 // group with -m 1 and waits for them, kills a sleeping sub-job, exchanges
 // messages; hostile input on fd 3 is answered with E or dropped while the

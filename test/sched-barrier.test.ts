@@ -1,4 +1,4 @@
-// Issue 3, the load barrier (DESIGN §5.2): -C is lag-aware, so 20 CPU-bound
+// Issue 3, the load barrier (pmjq(1) LOAD BARRIER): -C is lag-aware, so 20 CPU-bound
 // jobs queued at once with -j 0 run about LIMIT − load at a time, not 20;
 // the peak overlap is measured from the jobs' own stamps. A hold is logged
 // once when it starts and once when it releases, not on every tick.

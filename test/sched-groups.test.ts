@@ -1,4 +1,4 @@
-// Issue 3, groups (DESIGN §5.3, §3 "Order"): a group's `max` bounds its own
+// Issue 3, groups (pmjq(1) GROUPS, pmjq(5) "Order"): a group's `max` bounds its own
 // overlap while an unlimited group runs beside it; groups take turns; the
 // command line's --group wins over .group.json; --groups serves only the
 // named groups; bad --group values are usage errors. Overlap is computed from

@@ -1,4 +1,4 @@
-// Issue 3, hooks (DESIGN §5.6): --on-idle fires once per idle period and
+// Issue 3, hooks (pmjq(1) HOOKS): --on-idle fires once per idle period and
 // --on-saturated once per saturated period, never in a loop; the node's
 // state is in the hook's environment; a failing hook is logged and pmjq goes
 // on running jobs.

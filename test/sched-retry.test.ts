@@ -1,4 +1,4 @@
-// Issue 3, failure and retry (DESIGN §5.5): a failed job waits in
+// Issue 3, failure and retry (pmjq(1) RETRIES): a failed job waits in
 // SPOOL/.pmjq/retry/DUE.ID (file, .job.json, .log) and runs again after
 // BACKOFF·2^(attempt−1) ±20 % with PMJQ_ATTEMPT incremented; after N retries
 // it goes to the errors directory. The wait survives a restart; per-group

@@ -1,4 +1,4 @@
-// Issue 3, group settings at run time (DESIGN §5.3): a changed .group.json
+// Issue 3, group settings at run time (pmjq(1) GROUPS): a changed .group.json
 // takes effect without a restart (on the next rescan, or at once on SIGHUP);
 // a broken one is reported with one log line naming the file and the field
 // or reason, the group keeps its last good settings, and jobs still run.

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // pmjqctl(1): argument parsing and printing only; what each verb does is the
-// library in src/control/ (DESIGN §9). Tables for people, --json for
+// library in src/control/ (pmjqctl(1)). Tables for people, --json for
 // programs; exit status 0 ok, 1 the operation failed, 2 usage error, 3 the
 // spool did not answer within --fs-timeout (hang-guard.ts).
 

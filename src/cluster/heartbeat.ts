@@ -1,4 +1,4 @@
-// This node's heartbeat file in .pmjq/nodes (DESIGN §7.1): who runs here and
+// This node's heartbeat file in .pmjq/nodes (pmjq(1) RUNNING A CLUSTER): who runs here and
 // what it is doing, rewritten every few seconds by temp-then-rename.
 //
 // A beat has a deadline: one that took longer than its period to complete

@@ -1,4 +1,4 @@
-// Which nodes are alive (DESIGN §7.1). A node is stale when its heartbeat
+// Which nodes are alive (pmjq(1) RUNNING A CLUSTER). A node is stale when its heartbeat
 // has not changed for the lease. Ages are judged by the shared filesystem's
 // own clock — the mtime of our own heartbeat, just written, is "now" there —
 // so nodes whose clocks drift apart never declare each other stale. A node

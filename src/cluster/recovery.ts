@@ -1,4 +1,4 @@
-// Recovery of a dead node's claimed jobs (DESIGN §7.2). The taker renames
+// Recovery of a dead node's claimed jobs (pmjq(1) RUNNING A CLUSTER). The taker renames
 // the dead node's whole claimed area in one step (of several live nodes only
 // one rename succeeds), kills any process the dead node's jobs left on this
 // host, and puts each job back for another attempt as `interrupted`.

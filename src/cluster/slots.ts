@@ -1,4 +1,4 @@
-// Cluster-wide group limits (DESIGN §7.3): `cluster_max: N` gives a group N
+// Cluster-wide group limits (pmjq(1) Cluster-wide limits): `cluster_max: N` gives a group N
 // slots, .pmjq/slots/GROUP/0 … N−1. A slot is taken by creating a symlink
 // there whose target names the holder (NODE/JOBID): creation is atomic on
 // every filesystem including NFS (EEXIST when taken), and readlink tells

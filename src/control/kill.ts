@@ -1,4 +1,4 @@
-// `pmjqctl kill` (DESIGN §9): a running job is killed by the node that runs
+// `pmjqctl kill` (pmjqctl(1)): a running job is killed by the node that runs
 // it, wherever that is: pmjqctl writes .pmjq/control/kill/ID, every daemon
 // reads the requests at each --poll, the one running ID kills its process
 // group (SIGTERM, then SIGKILL after its --kill-grace), archives it with

@@ -1,4 +1,4 @@
-// `pmjqctl ls`: jobs in every state, one table (DESIGN §9). Queued jobs are
+// `pmjqctl ls`: jobs in every state, one table (pmjqctl(1)). Queued jobs are
 // found with one readdir per group and no stat: only the rows that are
 // printed are stat'ed (for their age), unless the sort needs every file's
 // time (--sort age/created). Queued jobs get an ETA from the recent

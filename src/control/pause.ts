@@ -1,4 +1,4 @@
-// `pmjqctl pause` / `resume` (DESIGN §9): flags in .pmjq/control that every
+// `pmjqctl pause` / `resume` (pmjqctl(1)): flags in .pmjq/control that every
 // daemon reads at each --poll, so that every node stops (or starts again)
 // claiming within one poll interval; running jobs go on.
 //

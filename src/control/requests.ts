@@ -1,4 +1,4 @@
-// Requests from pmjqctl to every daemon, through the shared spool (DESIGN §9):
+// Requests from pmjqctl to every daemon, through the shared spool (pmjqctl(1)):
 //
 //   .pmjq/control/pause-all          no node claims anything
 //   .pmjq/control/paused/GROUP       no node claims jobs of GROUP

@@ -1,4 +1,4 @@
-// `pmjqctl retry` (DESIGN §9, the desaster "failed queue"): a job that failed
+// `pmjqctl retry` (pmjqctl(1), the desaster "failed queue"): a job that failed
 // for good goes back into the queue. Its file is taken from where its latest
 // record says it is (`archive`: the errors archive, or .pmjq/done for jobs
 // killed while waiting) and moved, never overwriting anything, into a new

@@ -1,4 +1,4 @@
-// `pmjqctl run` (jobd's run-manual, DESIGN §9): claim one queued job now, on
+// `pmjqctl run` (jobd's run-manual, pmjqctl(1)): claim one queued job now, on
 // this machine, ignoring barriers and pause flags, run it in the foreground
 // and print its output and its record. It is a node of its own for the time
 // it runs — its own node id, claimed area and heartbeat — built from the

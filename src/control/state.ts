@@ -1,5 +1,5 @@
-// The whole state of a spool, read once from the filesystem (DESIGN §3, §7.1,
-// §9): nodes and their liveness, queued jobs per group, running, retrying,
+// The whole state of a spool, read once from the filesystem (pmjq(5), pmjq(1) RUNNING A CLUSTER,
+// pmjqctl(1)): nodes and their liveness, queued jobs per group, running, retrying,
 // failed, done and rejected jobs, pause flags and kill requests. Every
 // pmjqctl verb starts from here, on any node that mounts the spool, with or
 // without a local daemon.
@@ -23,7 +23,7 @@ import type { JobRecord } from '../spool/record.js';
 import { readControl, type ControlState } from './requests.js';
 import { isFailed, readHistory, type History } from './history.js';
 
-/** The daemon's default --lease (DESIGN §7.1): a heartbeat older than this is stale. */
+/** The daemon's default --lease (pmjq(1) RUNNING A CLUSTER): a heartbeat older than this is stale. */
 export const DEFAULT_LEASE_MS = 60_000;
 
 export type NodeStateName = 'IDLE' | 'PROCESSING' | 'STOPPING' | 'FENCED' | 'STARTING' | 'STALE';

@@ -1,4 +1,4 @@
-// `pmjqctl status`: nodes, groups and totals of a spool (DESIGN §9).
+// `pmjqctl status`: nodes, groups and totals of a spool (pmjqctl(1)).
 
 import { ago, human, paint, table, type CellLike, type Style } from './format.js';
 import { printable } from './errors.js';

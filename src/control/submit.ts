@@ -1,4 +1,4 @@
-// `pmjqctl submit`: put a job into the spool the safe way (DESIGN §5.1): the
+// `pmjqctl submit`: put a job into the spool the safe way (pmjq(1) THE JOB PROCESS): the
 // whole file is written under a hidden name in the target directory, made
 // executable, then given its real name in one step, so that no daemon ever
 // sees half a job. The name is collision-free: link(2) never replaces an

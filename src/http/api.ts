@@ -1,4 +1,4 @@
-// The JSON API of `pmjqctl serve` (DESIGN §10; routes and shapes in
+// The JSON API of `pmjqctl serve` (pmjqctl(1) SERVE; routes and shapes in
 // pmjqctl(1)). Every route is a thin layer over the pmjqctl library
 // (src/control/): the same state reading as `status` and `ls`, the same
 // submit, kill, retry, pause and resume, so that the API and the command line

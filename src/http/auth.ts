@@ -1,4 +1,4 @@
-// Who may change things through `pmjqctl serve` (DESIGN §10): reading is open
+// Who may change things through `pmjqctl serve` (pmjqctl(1) SERVE): reading is open
 // to whoever reaches the address (127.0.0.1 by default); every mutating route
 // needs `Authorization: Bearer TOKEN`, TOKEN being the content of
 // --token-file. Without a token file the server is read-only: mutating routes

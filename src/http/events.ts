@@ -1,4 +1,4 @@
-// Server-sent events (DESIGN §10): the server, not the page, watches the
+// Server-sent events (pmjqctl(1) SERVE): the server, not the page, watches the
 // spool. While at least one page listens, it re-reads the spool's state
 // (the pmjqctl library's readState, the same as `pmjqctl status`) on
 // filesystem events of the directories where states change, and at least

@@ -1,4 +1,4 @@
-// GET /metrics (DESIGN §10): the spool in Prometheus text format, read at
+// GET /metrics (pmjqctl(1) SERVE): the spool in Prometheus text format, read at
 // each scrape with the pmjqctl library's readState (so every node of the
 // cluster is seen, whoever runs the server), and the server's own process
 // metrics (prom-client's defaults).

@@ -1,5 +1,5 @@
 // `pmjqctl serve SPOOL [--listen ADDR:PORT] [--token-file F] [--submit-user U]`
-// (DESIGN §10): the JSON API (api.ts), the live dashboard (dashboard/, fed by
+// (pmjqctl(1) SERVE): the JSON API (api.ts), the live dashboard (dashboard/, fed by
 // events.ts) and Prometheus metrics (metrics.ts) of one spool, on fastify.
 //
 // It listens on 127.0.0.1:8080 unless told otherwise; port 0 takes any free

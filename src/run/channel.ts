@@ -1,5 +1,5 @@
 // The command channel of a job process: lines from the job on fd 3, answers
-// to it on fd 4 (DESIGN §6). One command is handled at a time, in order, and
+// to it on fd 4 (pmjq-protocol(7)). One command is handled at a time, in order, and
 // fd 3 is not read while a command is being answered, so a job that floods
 // fd 3 is held back by the pipe rather than by our memory. Every buffer here
 // has a bound.

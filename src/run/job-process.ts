@@ -1,4 +1,4 @@
-// One job process (DESIGN §5.1): stdin /dev/null; stdout and stderr straight
+// One job process (pmjq(1) THE JOB PROCESS): stdin /dev/null; stdout and stderr straight
 // into the job's log file (the kernel writes them: a job printing gigabytes
 // costs the manager neither memory nor time); fd 3/4 the command channel;
 // its own session and process group, so that killing the job kills its tree.

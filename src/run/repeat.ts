@@ -1,4 +1,4 @@
-// Repeats (`repeat -i INTERVAL` / `repeat -c CRON`, DESIGN §6): when each
+// Repeats (`repeat -i INTERVAL` / `repeat -c CRON`, pmjq-protocol(7)): when each
 // fires next, and a timer that fires it. Whether a firing starts an instance
 // (at most one at a time) is the protocol's business.
 

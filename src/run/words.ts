@@ -1,4 +1,4 @@
-// Words of a protocol line (DESIGN §6): POSIX-shell-like splitting and
+// Words of a protocol line (pmjq-protocol(7)): POSIX-shell-like splitting and
 // getopt-style options, so that a command written by `shlex.join` (chaqum's
 // Python client), by a shell's `printf "'%s'"`, or by hand all mean the same.
 //

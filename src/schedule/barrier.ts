@@ -1,4 +1,4 @@
-// Load and CPU barriers (DESIGN §5.2). The kernel's 1-minute load average is
+// Load and CPU barriers (pmjq(1) LOAD BARRIER). The kernel's 1-minute load average is
 // an exponentially damped mean that takes about a minute to show a new job
 // (and as long to forget a finished one). A naive "start while load < LIMIT"
 // therefore starts everything at once. We predict instead:

@@ -1,4 +1,4 @@
-// Groups (DESIGN §5.3): every direct subdirectory of the spool is one, the top
+// Groups (pmjq(1) GROUPS): every direct subdirectory of the spool is one, the top
 // level is "default", and sub-jobs may name groups that exist only in memory.
 // Each has its queue (oldest first) and its count of running jobs.
 

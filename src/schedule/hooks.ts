@@ -1,4 +1,4 @@
-// Idle and saturation hooks (DESIGN §5.6): a command run once the node has
+// Idle and saturation hooks (pmjq(1) HOOKS): a command run once the node has
 // been idle (nothing queued, nothing running) for --idle-after, or saturated
 // (jobs queued but held back by a limit or barrier) for --saturated-after.
 // Each fires once per period: the state must end and begin again before the

@@ -1,4 +1,4 @@
-// Group settings (DESIGN §5.3): from SPOOL/GROUP/.group.json (re-read when it
+// Group settings (pmjq(1) GROUPS): from SPOOL/GROUP/.group.json (re-read when it
 // changes) and from --group NAME:key=value,… on the command line, which wins
 // over the file (it is this node's own configuration). Invalid settings are
 // reported naming the file and the field; the group keeps its last good ones.

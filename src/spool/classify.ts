@@ -1,4 +1,4 @@
-// What a directory entry in the spool is (DESIGN §3): a job, something to
+// What a directory entry in the spool is (pmjq(5)): a job, something to
 // leave alone, or something to reject. Decided from lstat alone: a rejected
 // file is never opened, never run, never deleted.
 

@@ -1,4 +1,4 @@
-// Finishing a job (DESIGN §4): the job file goes to the archive (or the
+// Finishing a job (pmjq(5) RECORDS): the job file goes to the archive (or the
 // errors directory) under a sortable UTC timestamp prefix, its log and record
 // beside it, and the record is appended to this node's history. An archive
 // entry is never overwritten: same-named jobs finishing in the same

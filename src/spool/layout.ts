@@ -88,7 +88,7 @@ export function hostName(): string {
   return os.hostname().replace(/[/\s]/g, '_') || 'localhost';
 }
 
-/** Node id HOST.PID.STARTSECONDS (DESIGN §7.1). */
+/** Node id HOST.PID.STARTSECONDS (pmjq(1) RUNNING A CLUSTER). */
 export function makeNodeId(now = Date.now()): string {
   return `${hostName()}.${process.pid}.${Math.floor(now / 1000)}`;
 }

@@ -1,4 +1,4 @@
-// The record of a finished job (DESIGN §4): written beside the archived file
+// The record of a finished job (pmjq(5) RECORDS): written beside the archived file
 // as NAME.json and appended to this node's history.
 
 export type JobStatus = 'done' | 'failed' | 'killed' | 'timeout' | 'rejected' | 'interrupted';
