@@ -81,7 +81,7 @@ const pct = (xs, p) => { const s = [...xs].sort((a, b) => a - b); return s[Math.
 try {
   const t0 = Date.now();
   const end = await run('entry', entry, [], tree, null);
-  if (!end || end.exitCode !== 0) throw new Error(`entry job failed: ${fs.readFileSync(path.join(dir, 'logs', 'all.log'), 'utf8').slice(-2000)}`);
+  if (end?.exitCode !== 0) throw new Error(`entry job failed: ${fs.readFileSync(path.join(dir, 'logs', 'all.log'), 'utf8').slice(-2000)}`);
   const wall = Date.now() - t0;
   const { times, bare } = JSON.parse(fs.readFileSync(result, 'utf8'));
 

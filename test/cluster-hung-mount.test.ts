@@ -16,7 +16,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
-import { BIN, ROOT_ARGS, dropJob, history, processesWithEnv, run, scratch, start, waitFor } from './helpers.js';
+import { BIN, ROOT_ARGS, history, processesWithEnv, run, scratch, start, waitFor } from './helpers.js';
 import { alive, cluster, eventLines, field, lineTime, nodeProcesses, requireUnshare, startNode } from './cluster-helpers.js';
 import { Ledger } from './invariants.js';
 

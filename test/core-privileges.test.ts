@@ -5,7 +5,6 @@
 
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import path from 'node:path';
 import t from 'tap';
 import { BIN, IS_ROOT, ROOT_ARGS, archivedRaw, dropJob, openToAll, readJson, scratch, start } from './helpers.js';
 

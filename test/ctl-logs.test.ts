@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { BIN, dropJob, scratch, start, waitFor } from './helpers.js';
-import { ctl, daemon, gatedJob, jobs, until } from './ctl-lib.js';
+import { ctl, daemon, jobs, until } from './ctl-lib.js';
 
 const US = '\x1f';
 

@@ -16,7 +16,7 @@ t.test('run without any daemon: output, record, exit status; no archive = .pmjq/
   const r = await ctl(t, ['run', ...ROOT_ARGS, spool, 'three']);
   t.equal(r.code, 3, 'exits with the job\'s exit status');
   t.equal(r.stdout, 'out\n[warning] warned\n', 'its output on stdout, levels rendered');
-  t.match(r.stderr, /^pmjqctl: job \S+ \(three\) failed: exit 3 after \S+\n  node: +\S+\n  group: +default\n  archive: \(removed: no --archive\)\n  log: +\S+\.pmjq\/done\/\S+\.log\n$/, 'its record on stderr');
+  t.match(r.stderr, /^pmjqctl: job \S+ \(three\) failed: exit 3 after \S+\n {2}node: +\S+\n {2}group: +default\n {2}archive: \(removed: no --archive\)\n {2}log: +\S+\.pmjq\/done\/\S+\.log\n$/, 'its record on stderr');
   t.notOk(fs.existsSync(path.join(spool, 'three')), 'the job left the queue');
   const recs = history(spool);
   t.equal(recs.length, 1, 'one record in the history');

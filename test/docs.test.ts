@@ -106,7 +106,7 @@ function helpOptions(help: string): HelpOption[] {
 /** The entries of a rendered OPTIONS section: tag line (`-o, --archive DIR`) → whole entry text, spaces squeezed. */
 function optionEntries(rendered: string): Map<string, string> {
   const lines = rendered.split('\n');
-  const from = lines.findIndex((l) => l === 'OPTIONS');
+  const from = lines.indexOf('OPTIONS');
   const to = lines.findIndex((l, i) => i > from && /^[A-Z]/.test(l));
   const entries = new Map<string, string>();
   let tag: string | null = null;
@@ -205,7 +205,7 @@ t.test('npm run demo: scripts/demo.sh drains a copy of spool-example and shows t
   const scratchDir = /scratch copy of spool-example\/ in (\S+)\/spool/.exec(r.stdout)?.[1];
   if (scratchDir) t.teardown(() => fs.rmSync(scratchDir, { recursive: true, force: true }));
   t.equal(r.code, 0, 'exit 0', { stdout: r.stdout, stderr: r.stderr });
-  t.ok(scratchDir && scratchDir.startsWith('/'), 'says where its scratch copy is');
+  t.ok(scratchDir?.startsWith('/'), 'says where its scratch copy is');
   t.match(r.stdout, /pmjq exited 1, as expected/, 'explains the exit status of pmjq --once');
   t.match(r.stdout, /== the archive: .*==\n(.*\n)*.*\d{8}T\d{6}\.\d{3}Z-slow\.json/, 'lists the archive');
   t.match(r.stdout, /== a record: .*-broken\.json ==\n\{\n(.*\n)*\s*"status": "failed",\n\s*"exit_code": 3,/, 'prints a record');

@@ -56,6 +56,7 @@ export interface Reply {
   status: number;
   headers: http.IncomingHttpHeaders;
   text: string;
+  // biome-ignore lint/suspicious/noExplicitAny: a response body, whatever its shape; tests check it field by field
   json: any;
 }
 
@@ -88,6 +89,7 @@ export function postJson(url: string, body: unknown, token: string | null = TOKE
   return request(url, { method: 'POST', headers, body: body === undefined ? undefined : JSON.stringify(body) });
 }
 
+// biome-ignore lint/suspicious/noExplicitAny: the /events snapshot, whatever its shape; tests check it field by field
 export type Snapshot = any;
 
 /** A listener on GET /events: every `state` snapshot, and waiting for one that satisfies a predicate. */

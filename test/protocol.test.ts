@@ -329,7 +329,9 @@ t.test('hostile input on fd 3: answered with E or dropped; the next job still ru
 
   const bad = await run('malformed');
   t.equal(bad.answers.length, MALFORMED.length + 3, 'one answer per command');
-  MALFORMED.forEach((cmd, i) => t.match(bad.answers[i], /^E \S/, `${JSON.stringify(cmd)} → ${bad.answers[i]}`));
+  MALFORMED.forEach((cmd, i) => {
+    t.match(bad.answers[i], /^E \S/, `${JSON.stringify(cmd)} → ${bad.answers[i]}`);
+  });
   t.match(bad.answers[MALFORMED.indexOf('enqueue -- /nonexistent/script')], /does not exist/, 'a missing script is named');
   t.match(bad.answers[MALFORMED.indexOf('enqueue -- notexec')], /not executable/, 'a non-executable script is named');
   t.match(bad.answers[MALFORMED.indexOf('frobnicate x y')], /unknown command 'frobnicate'/);

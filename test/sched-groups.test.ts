@@ -40,7 +40,9 @@ t.test('max: 2 in .group.json bounds the group; an unlimited group beside it ove
   t.equal(pl, 2, 'lim does use its 2 slots');
   t.ok(pf > 2, `free overlaps more than 2 with -j 0 (peak ${pf})`);
   // and lim's limit did not hold free back: free ran beside lim
+  // biome-ignore lint/complexity/useMathMinMax: bigints (Math.max takes numbers)
   const lEnd = l.reduce((m, i) => (i.end > m ? i.end : m), 0n);
+  // biome-ignore lint/complexity/useMathMinMax: bigints (Math.min takes numbers)
   const fStartFirst = f.reduce((m, i) => (i.start < m ? i.start : m), f[0]!.start);
   t.ok(fStartFirst < lEnd, 'free started while lim was still running');
 });

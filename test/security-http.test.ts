@@ -141,7 +141,7 @@ t.test('pmjqctl serve and group settings, as an attacker tries them', async (t) 
 
   await t.test('a group directory swapped for a symlink while the server writes: nothing lands outside the spool', async (t) => {
     // two names exchanged atomically (renameat2 RENAME_EXCHANGE), over and over, by the attacker
-    const real = dirOf(A, path.join(spool, 'race'));
+    dirOf(A, path.join(spool, 'race'));
     const link = path.join(spool, 'race.x');
     fs.symlinkSync(outside, link);
     fs.lchownSync(link, A.uid, A.gid);

@@ -168,7 +168,9 @@ while [ ! -e ${out}/go-v2 ]; do sleep 0.05; done
     dropAs(A, f.agroup, 'a4', `${PRELUDE}{\n${tries.map(([c]) => `ask '${c}'`).join('\n')}\n} > ${out}/a4.answers\n`);
     await ended(f, 'a4');
     const got = lines(path.join(out, 'a4.answers'));
-    tries.forEach(([c, want], i) => t.match(got[i], want, `${c} → ${got[i]}`));
+    tries.forEach(([c, want], i) => {
+      t.match(got[i], want, `${c} → ${got[i]}`);
+    });
     // the default group and the victim's group still start jobs at once
     dropAs(V, f.spool, 'v3', `#!/bin/sh\nid -u > ${out}/v3\n`);
     dropAs(V, f.vgroup, 'v4', `#!/bin/sh\nid -u > ${out}/v4\n`);

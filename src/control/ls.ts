@@ -336,6 +336,12 @@ function queuedFile(s: SpoolState, q: Queued): Buffer {
   return names.join(s.layout.groupDir(q.g.dir!), names.fromKey(q.key));
 }
 
+/** A queued file's mtime (stat'ed once); null when it is gone. */
+function queuedMtime(s: SpoolState, q: Queued): number | null {
+  statQueued(s, q);
+  return q.mtime ?? null;
+}
+
 /** Stat a queued file: its age, and whether it is a job yet (without opening it). */
 function statQueued(s: SpoolState, q: Queued): void {
   if (q.mtime !== undefined) return;
@@ -379,16 +385,24 @@ function sortValue(s: SpoolState, key: SortKey, p: Pending): string | number | n
     case 'group': return r ? r.group : q!.g.name;
     case 'node': return r ? r.node : null;
     case 'attempt': return r ? r.attempt : null;
-    case 'age': return r ? r.age_ms : (statQueued(s, q!), q!.mtime ? diff(s.now, q!.mtime) : null);
+    case 'age': {
+      if (r) return r.age_ms;
+      const mtime = queuedMtime(s, q!);
+      return mtime ? diff(s.now, mtime) : null;
+    }
     case 'duration': return r ? r.duration_ms : null;
     case 'eta': return r ? r.eta_ms : q!.eta;
-    case 'created': return r ? r.created : (statQueued(s, q!), q!.mtime ? new Date(q!.mtime).toISOString() : null);
+    case 'created': {
+      if (r) return r.created;
+      const mtime = queuedMtime(s, q!);
+      return mtime ? new Date(mtime).toISOString() : null;
+    }
   }
 }
 
 export function listJobs(s: SpoolState, o: LsOptions = {}): LsResult {
-  const want = new Set<JobState>(o.states && o.states.length ? o.states : STATES);
-  const groups = o.groups && o.groups.length ? new Set(o.groups) : null;
+  const want = new Set<JobState>(o.states?.length ? o.states : STATES);
+  const groups = o.groups?.length ? new Set(o.groups) : null;
   const c = collect(s, want, groups);
   const limit = o.limit ?? 0;
   const done = (total: number, shown: Pending[]): LsResult =>

@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Heartbeat } from '../cluster/heartbeat.js';
-import type { JobEnd } from '../run/job-process.js';
+import type { JobEnd, StartResult } from '../run/job-process.js';
 import { closeInheritedDescriptors, launch, launcher } from '../run/launch.js';
 import { SETTINGS_FILE, readSettingsFile } from '../schedule/settings.js';
 import type { Candidate } from '../spool/candidate.js';
@@ -134,7 +134,7 @@ async function runClaimed(layout: Layout, job: ClaimedJob, node: string, finishe
     handler: () => 'E the command protocol is not available under pmjqctl run',
     log,
   });
-  let r;
+  let r: StartResult;
   try { r = proc.start(); } catch (err) { r = { ok: false as const, busy: false as const, error: errText(err) }; }
   if (!r.ok && r.busy) {
     putBack(layout, job);

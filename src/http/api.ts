@@ -129,7 +129,7 @@ export function errorHandler(err: Error & { statusCode?: number; code?: string; 
     void reply.code(err.status).send({ error: err.code, message: err.message, ...(err.field ? { field: err.field } : {}) });
     return;
   }
-  if (err.validation && err.validation.length) {
+  if (err.validation?.length) {
     const v = describeValidation(err.validation[0]!, err.validationContext ?? 'request');
     void reply.code(400).send({ error: 'invalid', message: v.message, field: v.field });
     return;

@@ -76,7 +76,10 @@ export class RepeatTimer {
     if (this.stopped) return;
     const now = Date.now();
     // timers may run a millisecond early; a chained long wait is not due yet
-    if (now < this.due - 1) return this.arm();
+    if (now < this.due - 1) {
+      this.arm();
+      return;
+    }
     let due = this.next(this.due);
     if (due <= now) due = this.next(now);
     this.due = due;

@@ -188,7 +188,7 @@ function readTrusted(file: string, stamp: string): string {
     if (f.size > MAX_SETTINGS_BYTES) throw failed(stamp, `${f.size} bytes is too large for a settings file (limit ${MAX_SETTINGS_BYTES})`);
     const buf = Buffer.alloc(MAX_SETTINGS_BYTES + 1);
     let n = 0;
-    for (let r; n < buf.length && (r = fs.readSync(fd, buf, n, buf.length - n, n)) > 0;) n += r;
+    for (let r: number; n < buf.length && (r = fs.readSync(fd, buf, n, buf.length - n, n)) > 0;) n += r;
     if (n > MAX_SETTINGS_BYTES) throw failed(stamp, `more than ${MAX_SETTINGS_BYTES} bytes: too large for a settings file`);
     return buf.subarray(0, n).toString('utf8');
   } finally {

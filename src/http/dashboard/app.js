@@ -7,6 +7,7 @@
 // changed. Every value from the server goes into the page as text, never as
 // HTML.
 
+// biome-ignore lint/suspicious/noRedundantUseStrict: a classic script (index.html loads it without type=module)
 'use strict';
 
 (() => {
@@ -491,7 +492,7 @@
     let ok = 0;
     for (const j of jobs) {
       const r = await api('POST', `api/jobs/${encodeURIComponent(j.id)}/${verb}`);
-      if (r.ok) { ok++; live.selected.delete(j.id); } else failures.push(`${j.name}: ${r.data && r.data.message ? r.data.message : r.status}`);
+      if (r.ok) { ok++; live.selected.delete(j.id); } else failures.push(`${j.name}: ${r.data?.message ? r.data.message : r.status}`);
       if (r.status === 401 || r.status === 403) break;
     }
     const done = verb === 'retry' ? 'retried' : 'kill requested';
