@@ -588,6 +588,20 @@ t.test('bounds: E beyond the limits, oldest results dropped first', async (t) =>
   p.close();
 });
 
+t.test('messages: one family cannot fill the pool every family shares', async (t) => {
+  const f = fake({ maxQueuedBytesPerFamily: 5 });
+  await relative(f, 'r');
+  t.equal(await ask(f.h, 'sendmsg -- r 4', '1234\n'), 'S msg:1');
+  t.match(await ask(f.h, 'sendmsg -- r 2', '12\n'), /^E sendmsg: this job tree has 4 bytes of messages not received yet \(limit 5\)$/, 'its own tree\'s bound');
+  // another spool job: a family of its own, with its own bound
+  const other = f.p.handlerFor({ id: 'top2', tree: f.tree, owner: ME });
+  f.host.names.push('r2');
+  t.equal(await ask(other, `enqueue -- ${NODE}`), 'S r2');
+  f.p.handlerFor({ id: 'r2', tree: f.tree, owner: ME });
+  t.equal(await ask(other, 'sendmsg -- r2 4', '1234\n'), 'S msg:2', 'another family still sends');
+  f.p.close();
+});
+
 t.test('a host that starts or ends the job inside enqueue', async (t) => {
   const { host, p, h } = fake();
   host.onEnqueue = (id) => { p.handlerFor({ id, tree: '/', owner: ME }); p.jobStarted(id); };

@@ -29,6 +29,8 @@ export class Core {
   /** messages queued, not yet received */
   readonly queued = new Map<string, Message>();
   queuedBytes = 0;
+  /** bytes of messages queued, per family (its root's id) */
+  readonly queuedBytesByFamily = new Map<string, number>();
   /** 'R' or 'N' of messages no longer queued, owned by their sender */
   readonly msgResults: Retained<{ outcome: 'R' | 'N'; family: string }>;
   readonly repeats = new Map<string, Repeat>();
@@ -270,7 +272,12 @@ export class Core {
 
   /** A queued message leaves its queue: received (R) or never to be (N). */
   unqueue(m: Message, outcome: 'R' | 'N'): void {
-    if (this.queued.delete(m.id)) this.queuedBytes -= m.data.length;
+    if (this.queued.delete(m.id)) {
+      this.queuedBytes -= m.data.length;
+      const left = (this.queuedBytesByFamily.get(m.family) ?? 0) - m.data.length;
+      if (left > 0) this.queuedBytesByFamily.set(m.family, left);
+      else this.queuedBytesByFamily.delete(m.family);
+    }
     this.recordDelivery(m, outcome);
   }
 

@@ -36,6 +36,10 @@ export async function sendmsg({ core, self, io }: Call, args: string[]): Promise
   if (dest.inbox.length >= limits.maxInboxMessages || dest.inboxBytes + length > limits.maxInboxBytes) {
     throw new Error(`sendmsg: job ${to} has ${dest.inbox.length} messages (${dest.inboxBytes} bytes) not received yet (limit)`);
   }
+  const familyBytes = core.queuedBytesByFamily.get(self.root) ?? 0;
+  if (familyBytes + length > limits.maxQueuedBytesPerFamily) {
+    throw new Error(`sendmsg: this job tree has ${familyBytes} bytes of messages not received yet (limit ${limits.maxQueuedBytesPerFamily})`);
+  }
   if (core.queuedBytes + length > limits.maxQueuedBytes) throw new Error('sendmsg: too many bytes queued for all jobs (limit)');
   const m: Message = { id: `msg:${++core.msgCounter}`, from: self.id, family: self.root, to, data: Buffer.concat(parts, length), waiters: new Set() };
   const waiting = core.takeRecv(dest);
@@ -47,6 +51,7 @@ export async function sendmsg({ core, self, io }: Call, args: string[]): Promise
     dest.inboxBytes += length;
     core.queued.set(m.id, m);
     core.queuedBytes += length;
+    core.queuedBytesByFamily.set(self.root, familyBytes + length);
   }
   return `S ${m.id}`;
 }

@@ -60,6 +60,8 @@ export interface Limits {
   maxInboxBytes: number;
   /** bytes queued for all jobs together */
   maxQueuedBytes: number;
+  /** bytes queued within one family: one user's jobs cannot fill the pool the others share */
+  maxQueuedBytesPerFamily: number;
   /** repeats registered */
   maxRepeats: number;
   /** repeats registered by the jobs of one user (uid) */
@@ -83,6 +85,7 @@ export const LIMITS: Limits = {
   maxInboxMessages: 1000,
   maxInboxBytes: 16 * 1024 * 1024,
   maxQueuedBytes: 256 * 1024 * 1024,
+  maxQueuedBytesPerFamily: 64 * 1024 * 1024,
   maxRepeats: 1000,
   maxRepeatsPerOwner: 100,
   maxLiveChildren: 100_000,
