@@ -6,8 +6,7 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
-import yargs, { type Argv } from 'yargs';
-import { hideBin } from 'yargs/helpers';
+import type { Argv } from 'yargs';
 import { CtlError, checkPlainName, printable } from '../control/errors.js';
 import { styleFor } from '../control/format.js';
 import type { KillOutcome } from '../control/kill.js';
@@ -19,6 +18,7 @@ import { formatDuration } from '../util/duration.js';
 import { errText } from '../util/fsx.js';
 import { EXIT_FAILED, EXIT_USAGE, UsageError, completionShell, duration, number, printCompletion, usageExit, unixManners } from './common.js';
 import { EXIT_NO_ANSWER, guardAgainstHangs } from './hang-guard.js';
+import { FS_TIMEOUT_DEFAULT, plainSubmitArgs } from './submit-args.js';
 
 const PROG = 'pmjqctl';
 /** state.ts DEFAULT_LEASE_MS and ls.ts SORT_KEYS, repeated so that --help imports neither (a test checks they agree) */
@@ -92,7 +92,7 @@ function act(verb: string, fn: (a: Args) => Promise<number | void> | number | vo
 
 const jsonOpt = { type: 'boolean', describe: 'print JSON for programs (shapes in pmjqctl(1))' } as const;
 const fsTimeoutOpt = {
-  type: 'string', default: '10s', requiresArg: true,
+  type: 'string', default: FS_TIMEOUT_DEFAULT, requiresArg: true,
   describe: `give up (exit ${EXIT_NO_ANSWER}) when the spool's filesystem has not answered for DURATION (a hung NFS or FUSE mount); 0: wait for ever`,
 } as const;
 const leaseOpt = {
@@ -111,25 +111,95 @@ function spoolPositional(y: Argv): Argv {
 
 const submitVerb = act('submit', async (a) => {
   const layout = spoolOf(a, true);
-  const cmd = a['--'];
-  const file = a.file as string | undefined;
-  let source: Source;
-  if (cmd !== undefined && cmd.length > 0) {
-    if (file !== undefined) throw new UsageError(`give a command after '--' or a FILE, not both`);
-    source = { kind: 'command', argv: cmd.map(String), cwd: process.cwd() };
-  } else if (file === '-' || (file === '' && process.argv.slice(2).includes('-'))) {
-    // (yargs hands a lone '-' over as '')
-    source = { kind: 'stdin', data: fs.readFileSync(0) };
-  } else if (file !== undefined) {
-    source = { kind: 'file', path: path.resolve(file) };
-  } else {
-    throw new UsageError(`what to run? give a command after '--', a FILE, or '-' for standard input`);
+  const { plan, stdinJob } = submitPlan(a);
+  const { Submitter, checkJobName } = await import('../control/submit.js');
+  if (!plan.batch && a.name !== undefined) checkJobName(String(a.name));
+  const s = new Submitter(layout, a.group as string | undefined);
+  try {
+    if (!plan.batch) {
+      const [source] = stdinJob ? [{ kind: 'stdin', data: fs.readFileSync(0) } as const] : [...plan.sources()];
+      const r = s.submit(source!, a.name as string | undefined);
+      s.ring();
+      if (a.json) json(r);
+      else out(`${printable(r.name)}\n`);
+      return 0;
+    }
+    // a batch: each job's name (or JSON line) as it is made; a job that fails is said and the others go on
+    let failed = 0;
+    for (const source of plan.sources()) {
+      try {
+        const r = s.submitNext(source);
+        s.ring(false);
+        out(a.json ? JSON.stringify(r) + '\n' : `${printable(r.name)}\n`);
+      } catch (err) {
+        if (!(err instanceof CtlError)) throw err;
+        complain('submit', err.message);
+        failed++;
+      }
+    }
+    s.ring();
+    return failed ? EXIT_FAILED : 0;
+  } finally {
+    s.close();
   }
-  const { submit } = await import('../control/submit.js');
-  const r = submit(layout, { group: a.group as string | undefined, name: a.name as string | undefined, source });
-  if (a.json) json(r);
-  else out(`${printable(r.name)}\n`);
 });
+
+/** What `submit` was given: one job, or a batch (-l / -0 on standard input, or several FILEs). */
+function submitPlan(a: Args): { plan: { batch: boolean; sources: () => Iterable<Source> }; stdinJob: boolean } {
+  const cmd = a['--'] !== undefined && a['--'].length > 0 ? a['--'].map(String) : undefined;
+  // yargs drops a lone '-' from a positional array: it is looked for in the words before '--'
+  const raw = process.argv.slice(3);
+  const stdinJob = (raw.indexOf('--') < 0 ? raw : raw.slice(0, raw.indexOf('--'))).includes('-');
+  const files = ((a.files as string[] | undefined) ?? []).map(String).filter((f) => f !== '-' && f !== '');
+  const fromStdin = Boolean(a.lines) || Boolean(a.null);
+  const cwd = process.cwd();
+  if (fromStdin) {
+    if (cmd !== undefined || files.length > 0 || stdinJob) throw new UsageError(`-l and -0 read commands from standard input: give no FILE, '-' or command after '--' with them`);
+  } else if (cmd !== undefined) {
+    if (files.length > 0 || stdinJob) throw new UsageError(`give a command after '--' or a FILE, not both`);
+  } else if (stdinJob) {
+    if (files.length > 0) throw new UsageError(`'-' (a job read from standard input) cannot be given with FILEs`);
+  } else if (files.length === 0) {
+    throw new UsageError(`what to run? give a command after '--', a FILE, or '-' for standard input (-l: one command per line of it)`);
+  }
+  const batch = fromStdin || files.length > 1;
+  if (batch && a.name !== undefined) throw new UsageError(`--name names one job: not with several`);
+  const sources = function* (): Iterable<Source> {
+    if (fromStdin) {
+      for (const line of stdinRecords(a.null ? 0 : 0x0a)) if (/\S/.test(line.toString('latin1'))) yield { kind: 'shell', line, cwd };
+    } else if (cmd !== undefined) {
+      yield { kind: 'command', argv: cmd, cwd };
+    } else {
+      for (const f of files) yield { kind: 'file', path: path.resolve(f) };
+    }
+  };
+  return { plan: { batch, sources }, stdinJob };
+}
+
+/** Standard input as records ending at `sep`, each handed out as soon as it is complete (a producer may be slow). */
+function* stdinRecords(sep: number): Generator<Buffer> {
+  const buf = Buffer.alloc(1 << 16);
+  let rest = Buffer.alloc(0);
+  for (;;) {
+    let n: number;
+    try {
+      n = fs.readSync(0, buf, 0, buf.length, null);
+    } catch (err) {
+      // standard input left non-blocking by whoever started us: wait for it, briefly
+      if ((err as NodeJS.ErrnoException).code === 'EAGAIN') { Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5); continue; }
+      if ((err as NodeJS.ErrnoException).code === 'EOF') break;
+      throw err;
+    }
+    if (n === 0) break;
+    let data = rest.length ? Buffer.concat([rest, buf.subarray(0, n)]) : buf.subarray(0, n);
+    for (let i = data.indexOf(sep); i >= 0; i = data.indexOf(sep)) {
+      yield Buffer.from(data.subarray(0, i));
+      data = data.subarray(i + 1);
+    }
+    rest = Buffer.from(data);
+  }
+  if (rest.length) yield rest;
+}
 
 const statusVerb = act('status', async (a) => {
   const layout = spoolOf(a, false);
@@ -329,17 +399,29 @@ const first = process.argv[2];
 if (first !== undefined && !first.startsWith('-') && !VERBS.includes(first)) usageExit(PROG, `unknown verb '${printable(first)}' (verbs: ${VERBS.join(', ')})`);
 const completion = completionShell(PROG, process.argv.slice(2));
 
+// a plain `submit` skips loading yargs, most of its start-up (submit-args.ts)
+const plainSubmit = first === 'submit' ? plainSubmitArgs(process.argv.slice(3)) : null;
+if (plainSubmit !== null) {
+  await submitVerb(plainSubmit);
+  process.exit(); // stdout and stderr are written synchronously (files, pipes, terminals on Linux)
+}
+const { default: yargs } = await import('yargs');
+const { hideBin } = await import('yargs/helpers');
+
 const parser = unixManners(yargs(hideBin(process.argv))
   .scriptName(PROG)
   .parserConfiguration({ 'populate--': true, 'parse-numbers': false, 'parse-positional-numbers': false })
   .usage('Usage: pmjqctl <verb> SPOOL [options]\n\nManage a pmjq spool from any machine that mounts it. See pmjqctl(1).')
-  .command('submit <spool> [file]', 'put a job into the spool: -- CMD [ARG…], a FILE, or - (stdin); prints its name', (y) => spoolPositional(y)
-    .positional('file', { type: 'string', describe: 'a job file to copy in, or - for standard input' })
+  .command('submit <spool> [files..]', 'put jobs into the spool: -- CMD [ARG…], FILEs, - (a job on stdin), or -l/-0 (a command per line of stdin); prints their names', (y) => spoolPositional(y)
+    .positional('files', { type: 'string', array: true, describe: 'job files to copy in (one job each), or - for a job on standard input' })
     .option('group', { alias: 'g', type: 'string', describe: 'the group (subdirectory), created if missing', requiresArg: true })
-    .option('name', { type: 'string', describe: 'the job\'s exact name (refused if one of that name is queued)', requiresArg: true })
-    .option('json', jsonOpt)
+    .option('name', { type: 'string', describe: 'the job\'s exact name (refused if one of that name is queued); one job only', requiresArg: true })
+    .option('lines', { alias: 'l', type: 'boolean', describe: 'read shell command lines from standard input, one job per line' })
+    .option('null', { alias: '0', type: 'boolean', describe: 'like -l, the commands separated by NUL bytes (find -print0, xargs -0)' })
+    .option('json', { type: 'boolean', describe: 'print JSON for programs (several jobs: one object per line; shapes in pmjqctl(1))' })
     .option('fs-timeout', fsTimeoutOpt)
-    .example('pmjqctl submit spool -g convert -- convert "in put.png" out.jpg', 'queue a command'), submitVerb as never)
+    .example('pmjqctl submit spool -g convert -- convert "in put.png" out.jpg', 'queue a command')
+    .example('printf \'make -C %s\\n\' a b c | pmjqctl submit spool -l', 'queue three commands'), submitVerb as never)
   .command('status <spool>', 'nodes, groups and totals', (y) => spoolPositional(y)
     .option('watch', { alias: 'w', type: 'boolean', describe: 'redraw every --interval until interrupted' })
     .option('interval', { type: 'string', default: '1s', describe: 'with --watch: how often', requiresArg: true })

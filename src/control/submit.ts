@@ -13,6 +13,7 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
+import { ringDoorbell } from '../spool/doorbell.js';
 import { DEFAULT_GROUP, STATE_DIR, type Layout } from '../spool/layout.js';
 import * as names from '../spool/names.js';
 import { isErrno } from '../util/fsx.js';
@@ -22,7 +23,9 @@ import { CtlError, q } from './errors.js';
 export type Source =
   | { kind: 'command'; argv: string[]; cwd: string }
   | { kind: 'file'; path: string }
-  | { kind: 'stdin'; data: Buffer };
+  | { kind: 'stdin'; data: Buffer }
+  /** a shell command line (the batch forms: one per line of standard input) */
+  | { kind: 'shell'; line: Buffer; cwd: string };
 
 export interface SubmitOptions {
   /** group (a subdirectory of the spool, created if missing); default: the top level */
@@ -40,6 +43,8 @@ export interface Submitted {
 }
 
 const JOB_MODE = 0o755;
+/** a batch into a group rings the doorbell this often while it runs */
+const RING_EVERY_MS = 200;
 const NAME_MAX = 255;
 
 /** One shell word that stands for exactly `s`: single quotes, each ' written as '\''. */
@@ -56,6 +61,22 @@ export function commandScript(argv: string[], cwd: string): string {
     `exec ${argv.map(shellQuote).join(' ')}`,
     '',
   ].join('\n');
+}
+
+/** The job a shell command line becomes: cd to where it was submitted from, then the line as it is. */
+export function shellScript(line: Buffer, cwd: string): Buffer {
+  return Buffer.concat([
+    Buffer.from(`#!/bin/sh\n# written by pmjqctl submit: runs the command line in the directory it was submitted from\ncd ${shellQuote(cwd)} || exit 126\n`),
+    line,
+    NEWLINE,
+  ]);
+}
+
+const NEWLINE = Buffer.from('\n');
+
+/** The first word of a command line (for a job's default name). */
+function firstWord(line: string): string {
+  return /^\s*([^\s;&|<>()]*)/.exec(line)?.[1] || 'sh';
 }
 
 /** A group name as typed: a plain directory name that is not hidden and not our state directory. */
@@ -142,58 +163,122 @@ export function checkStillThere(g: GroupDir, name: string | Buffer): void {
 
 export function submit(layout: Layout, o: SubmitOptions): Submitted {
   if (o.name !== undefined) checkJobName(o.name);
-  const g = openGroupDir(layout, o.group);
+  const s = new Submitter(layout, o.group);
   try {
-    return submitInto(g, o);
+    const r = s.submit(o.source, o.name);
+    s.ring();
+    return r;
   } finally {
-    g.dir.close();
+    s.close();
   }
 }
 
-function submitInto(g: GroupDir, o: SubmitOptions): Submitted {
-  const { dir, group } = g;
-  const src = o.source;
-  const base = o.name ?? (src.kind === 'command' ? baseName(src.argv[0]!) : src.kind === 'file' ? baseName(src.path) : 'stdin');
+/**
+ * Jobs into one group directory of a spool, held open (openGroupDir): the
+ * group is checked, created and opened once, then each job costs a create,
+ * a write, a chmod (the umask, or a default ACL, may have changed the
+ * mode), a link, the check that the directory is still there, and an
+ * unlink. The batch forms of `pmjqctl submit` go through one Submitter.
+ */
+export class Submitter {
+  private readonly g: GroupDir;
+  /** batch names: BASE-TIME-XXXX-000001, … (one random part per batch, a counter that keeps submission order) */
+  private readonly batchTag = Math.random().toString(36).slice(2, 6).padEnd(4, '0');
+  private seq = 0;
+  /** jobs queued in a group since the doorbell last rang */
+  private unrung = 0;
+  private rungAt = 0;
 
-  // 1. the whole file under a hidden name, executable by all, writable by its owner only
-  const tmpName = Buffer.concat([
-    Buffer.from('.'), names.truncate(Buffer.from(base), 180), Buffer.from(`.tmp.${process.pid}.${tmpCounter++}.${Math.random().toString(36).slice(2, 8)}`),
-  ]);
-  const tmp = dir.at(tmpName);
-  try {
-    if (src.kind === 'file') {
-      try {
-        fs.copyFileSync(src.path, tmp, fs.constants.COPYFILE_EXCL);
-      } catch (err) {
-        if (isErrno(err, 'ENOENT') && !fs.existsSync(src.path)) throw new CtlError(`job file ${q(src.path)} does not exist`);
-        if (isErrno(err, 'EISDIR')) throw new CtlError(`job file ${q(src.path)} is a directory`);
-        throw err;
-      }
-    } else {
-      const data = src.kind === 'command' ? commandScript(src.argv, src.cwd) : src.data;
-      fs.writeFileSync(tmp, data, { flag: 'wx', mode: JOB_MODE });
-    }
-    fs.chmodSync(tmp, JOB_MODE); // whatever the umask and the source's mode
-  } catch (err) {
-    try { fs.unlinkSync(tmp); } catch { /* not created */ }
-    if (err instanceof CtlError) throw err;
-    throw new CtlError(`cannot write the job into ${q(g.path)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  constructor(private readonly layout: Layout, group?: string) {
+    this.g = openGroupDir(layout, group);
   }
 
-  // 2. its real name, never replacing a file that is there
-  try {
-    for (let attempt = 0; ; attempt++) {
-      const name = o.name ?? `${base}-${suffix()}`;
-      if (place(tmp, dir.at(name))) {
-        checkStillThere(g, name);
-        return { name, group, path: names.display(names.join(g.path, name)) };
-      }
-      if (o.name !== undefined) throw new CtlError(`a job named ${q(o.name)} is already queued in ${q(g.path)}`);
-      if (attempt > 100) throw new CtlError(`no free job name for ${q(base)} in ${q(g.path)} after 100 tries`);
-    }
-  } finally {
-    try { fs.unlinkSync(tmp); } catch { /* renamed into place */ }
+  close(): void {
+    this.g.dir.close();
   }
+
+  /** One job; `name` (checked by the caller) is its exact name, else a unique one is made. */
+  submit(src: Source, name?: string): Submitted {
+    return this.place(src, name, () => `${baseOf(src)}-${suffix()}`);
+  }
+
+  /** One job of a batch: named BASE-TIME-XXXX-NNNNNN, in the order of submission. */
+  submitNext(src: Source): Submitted {
+    const n = String(++this.seq).padStart(6, '0');
+    let first = true;
+    return this.place(src, undefined, () => {
+      const t = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, '');
+      // a name taken (another submitter's, by chance): another random part
+      const tag = first ? this.batchTag : Math.random().toString(36).slice(2, 6).padEnd(4, '0');
+      first = false;
+      return `${baseOf(src)}-${t}-${tag}-${n}`;
+    });
+  }
+
+  /**
+   * Tell idle daemons (doorbell.ts) about the jobs queued in a group (a job at
+   * the top level changes the top level itself). A batch calls this after
+   * each job with `force` false: it rings at most every RING_EVERY_MS.
+   */
+  ring(force = true): void {
+    if (this.unrung === 0 || this.g.group === DEFAULT_GROUP) return;
+    const now = performance.now();
+    if (!force && now - this.rungAt < RING_EVERY_MS) return;
+    ringDoorbell(this.layout.spool);
+    this.unrung = 0;
+    this.rungAt = now;
+  }
+
+  private place(src: Source, exact: string | undefined, draw: () => string): Submitted {
+    const g = this.g;
+    const { dir, group } = g;
+    const base = exact ?? baseOf(src);
+
+    // 1. the whole file under a hidden name, executable by all, writable by its owner only
+    const tmpName = Buffer.concat([
+      Buffer.from('.'), names.truncate(Buffer.from(base), 180), Buffer.from(`.tmp.${process.pid}.${tmpCounter++}.${Math.random().toString(36).slice(2, 8)}`),
+    ]);
+    const tmp = dir.at(tmpName);
+    try {
+      if (src.kind === 'file') {
+        try {
+          fs.copyFileSync(src.path, tmp, fs.constants.COPYFILE_EXCL);
+        } catch (err) {
+          if (isErrno(err, 'ENOENT') && !fs.existsSync(src.path)) throw new CtlError(`job file ${q(src.path)} does not exist`);
+          if (isErrno(err, 'EISDIR')) throw new CtlError(`job file ${q(src.path)} is a directory`);
+          throw err;
+        }
+      } else {
+        const data = src.kind === 'command' ? commandScript(src.argv, src.cwd) : src.kind === 'shell' ? shellScript(src.line, src.cwd) : src.data;
+        fs.writeFileSync(tmp, data, { flag: 'wx', mode: JOB_MODE });
+      }
+      fs.chmodSync(tmp, JOB_MODE); // whatever the umask and the source's mode
+    } catch (err) {
+      try { fs.unlinkSync(tmp); } catch { /* not created */ }
+      if (err instanceof CtlError) throw err;
+      throw new CtlError(`cannot write the job into ${q(g.path)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+
+    // 2. its real name, never replacing a file that is there
+    try {
+      for (let attempt = 0; ; attempt++) {
+        const name = exact ?? draw();
+        if (place(tmp, dir.at(name))) {
+          checkStillThere(g, name);
+          this.unrung++;
+          return { name, group, path: names.display(names.join(g.path, name)) };
+        }
+        if (exact !== undefined) throw new CtlError(`a job named ${q(exact)} is already queued in ${q(g.path)}`);
+        if (attempt > 100) throw new CtlError(`no free job name for ${q(base)} in ${q(g.path)} after 100 tries`);
+      }
+    } finally {
+      try { fs.unlinkSync(tmp); } catch { /* renamed into place */ }
+    }
+  }
+}
+
+function baseOf(src: Source): string {
+  return src.kind === 'command' ? baseName(src.argv[0]!) : src.kind === 'shell' ? baseName(firstWord(src.line.toString('utf8'))) : src.kind === 'file' ? baseName(src.path) : 'stdin';
 }
 
 /** link(2) tmp → dst (fails on an existing dst); where hard links are impossible, a checked rename. */

@@ -1,0 +1,21 @@
+// The doorbell: how pmjqctl tells every node, at once, that something it
+// wrote deeper in the spool (a job in a group, a pause flag, a kill request,
+// a job queued again) is there. Idle daemons on a shared mount look only at
+// the top level every --poll and at idle groups rarely (Scanner.poll); a
+// change of the top level's stamp has them look everywhere. Making and
+// removing a hidden directory there changes it, and needs no more than the
+// right to drop a job at the top level. Best effort: a bell that cannot ring
+// only delays the news to the idle pace (pmjq(1), PERFORMANCE).
+
+import fs from 'node:fs';
+import path from 'node:path';
+
+let rings = 0;
+
+export function ringDoorbell(spool: string): void {
+  const bell = path.join(spool, `.pmjq-bell.${process.pid}.${rings++}`);
+  try {
+    fs.mkdirSync(bell);
+    fs.rmdirSync(bell);
+  } catch { /* not allowed here, or gone: the idle pace finds it */ }
+}
