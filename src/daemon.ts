@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Heartbeat } from './cluster/heartbeat.js';
 import { Membership } from './cluster/membership.js';
-import { doneKill, readControl, type ControlState } from './control/requests.js';
+import { controlPaths, doneKill, readControl, type ControlState } from './control/requests.js';
 import { deadLocalNodes, recoverNode } from './cluster/recovery.js';
 import { Slots } from './cluster/slots.js';
 import { Watchdog, stallForTest } from './cluster/watchdog.js';
@@ -34,7 +34,8 @@ import { Finisher, type Outcome } from './spool/finish.js';
 import { DEFAULT_GROUP, IdMaker, Layout, groupOf, makeNodeId } from './spool/layout.js';
 import * as names from './spool/names.js';
 import type { JobRecord, JobStatus } from './spool/record.js';
-import { Scanner } from './spool/scan.js';
+import { DirStamp } from './spool/dirstamp.js';
+import { Scanner, type Polled } from './spool/scan.js';
 import { Watcher, detectWatchMode, type WatchMode } from './spool/watch.js';
 import { errText, isErrno } from './util/fsx.js';
 import type { Logger } from './util/log.js';
@@ -127,6 +128,14 @@ export class Daemon {
   private stopping = false;
   /** performance.now() before which the inotify-mode safety scan is not due */
   private nextFullScan = 0;
+  /** performance.now() when settings and pmjqctl requests are read again without a doorbell */
+  private nextSlowLook = 0;
+  /** performance.now() when other nodes' heartbeats are looked at again */
+  private nextMembership = 0;
+  /** NFS: directory stamps are read from an open directory (dirstamp.ts) */
+  private nfs = false;
+  /** pmjqctl's request directories: read again without a doorbell only if one of them changed */
+  private readonly controlStamps: { dir: string; stamp: DirStamp }[];
   private pumping = false;
   private pumpQueued = false;
   private failures = 0;
@@ -161,6 +170,8 @@ export class Daemon {
       isSpoolGroup: (name) => !opts.chaqum && (name === DEFAULT_GROUP || this.groups.find(name)?.dir !== undefined || fs.existsSync(this.layout.groupDir(name))),
     });
     this.membership = new Membership(this.layout, this.node, opts.leaseMs);
+    const ctl = controlPaths(this.layout);
+    this.controlStamps = [this.layout.control, ctl.paused, ctl.kill].map((dir) => ({ dir, stamp: new DirStamp() }));
     for (const [name, settings] of opts.groupSettings) this.groups.get(name).cliSettings = settings;
     this.hooks = new Hooks(
       { idle: opts.onIdle, saturated: opts.onSaturated, env: { PMJQ_NODE: this.node, PMJQ_SPOOL: this.layout.spool } },
@@ -181,6 +192,8 @@ export class Daemon {
     const detected = detectWatchMode(this.layout.spool);
     this.mode = o.watch === 'auto' ? detected.mode : o.watch;
     this.settleMs = o.settleMs ?? (detected.mode === 'poll' ? SHARED_FS_SETTLE_MS : 0);
+    this.nfs = detected.fsType === 'nfs';
+    this.scanner.pacing(o.pollMs, this.nfs);
     if (this.asRoot && !this.launcher.setpriv) {
       this.log.warn('no-setpriv', { error: 'setpriv(1) not found: jobs run as their owner without supplementary groups' });
     }
@@ -275,26 +288,35 @@ export class Daemon {
 
   private rescan(): void {
     if (this.stopping) return;
-    this.checkLayout();
-    this.safetyScan();
-    this.refreshSettings();
-    this.readControl();
+    const polled = this.safetyScan();
+    // what no directory stamp tells (a .group.json edited in place, a missed
+    // doorbell) is read when the top level rang, else at the idle groups' pace
+    const now = performance.now();
+    const slow = now >= this.nextSlowLook;
+    if (slow) this.nextSlowLook = now + this.scanner.idleCapMs;
+    // before anything can be claimed; an idle node with nothing new has nothing to claim
+    if (polled.rang || slow || polled.changed.length > 0 || this.running.size > 0 || this.groups.queued() > 0) this.checkLayout();
+    // settings: a group's at the pace its directory is looked at, the top level's at the slow pace
+    this.refreshSettings(polled.rang ? undefined : new Set(slow ? [...polled.looked, ''] : polled.looked));
+    if (polled.rang || (slow && this.controlStamps.map((d) => d.stamp.due(d.dir, this.nfs, this.scanner.fsNow())).includes(true))) this.readControl();
     this.pump();
   }
 
   /**
-   * The periodic full scan. In poll mode it is how jobs are found: every
-   * --poll. With inotify it is a safety net for missed events, and a scan of
-   * 100 000 queued names costs tens of milliseconds: it then runs at most
-   * every SAFETY_SCAN_BUDGET times its last duration (≤ 2 % of a core), and
-   * the retry area (small, written by other nodes' failures too) every poll.
+   * The periodic look. In poll mode it is how jobs are found: every --poll,
+   * each directory stat'ed and read if it changed (Scanner.poll). With
+   * inotify it is a safety net for missed events, and reading 100 000
+   * queued names costs tens of milliseconds: it then runs at most every
+   * SAFETY_SCAN_BUDGET times its last duration (≤ 2 % of a core), and the
+   * retry area (written by other nodes' failures too) at its own pace.
    */
-  private safetyScan(): void {
+  private safetyScan(): Polled {
     const now = performance.now();
-    if (this.mode === 'inotify' && now < this.nextFullScan) { this.scanner.scanRetry(); return; }
-    this.scanner.scanAll();
+    if (this.mode === 'inotify' && now < this.nextFullScan) { this.scanner.pollRetry(); return { rang: false, changed: [], looked: [] }; }
+    const polled = this.scanner.poll();
     const took = performance.now() - now;
     this.nextFullScan = now + took * SAFETY_SCAN_BUDGET;
+    return polled;
   }
 
   /**
@@ -374,10 +396,10 @@ export class Daemon {
     return g;
   }
 
-  /** Re-read each group's .group.json if it changed: one stat per group per rescan. */
-  private refreshSettings(): void {
+  /** Re-read each group's .group.json (of these directories only) if it changed: one stat per group. */
+  private refreshSettings(dirs?: Set<string>): void {
     this.groupFor('');
-    for (const g of this.groups.all()) this.readGroupSettings(g);
+    for (const g of this.groups.all()) if (!dirs || (g.dir !== undefined && dirs.has(g.dir))) this.readGroupSettings(g);
   }
 
   private readGroupSettings(g: Group): void {
@@ -867,6 +889,7 @@ export class Daemon {
     const silent = startedMs - this.lastBeat;
     this.lastBeat = startedMs;
     this.watchdog?.renew(startedMs);
+    this.scanner.fsSkewMs = fsNow - Date.now();
     if (this.fenced) {
       this.fenced = false;
       if (this.running.size === 0) this.fence = null;
@@ -875,6 +898,10 @@ export class Daemon {
     // a node taken for dead has lost its claimed area to a recoverer: make a new one
     fs.mkdirSync(this.layout.claimed(this.node), { recursive: true });
     if (this.stopping) return;
+    // a stale node is one silent for a lease: looking every quarter lease is soon enough, and spares the file server
+    const now = performance.now();
+    if (now < this.nextMembership) return;
+    this.nextMembership = now + this.opts.leaseMs / 4;
     const stale = this.membership.stale(fsNow);
     for (const dead of stale) this.recover(dead);
     if (stale.length) { this.scanner.scanRetry(); this.pump(); }

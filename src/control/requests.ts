@@ -4,13 +4,16 @@
 //   .pmjq/control/paused/GROUP       no node claims jobs of GROUP
 //   .pmjq/control/kill/ID            the node running job ID kills it
 //
-// Daemons read them every --poll (two readdirs and a stat), so a request
-// reaches every node within one poll interval, wherever it runs.
+// Each request rings the spool's doorbell (doorbell.ts): daemons then read
+// them at their next --poll (two readdirs and a stat), so a request reaches
+// every node within one poll interval, wherever it runs; without the bell,
+// at the idle pace (pmjq(1), PERFORMANCE).
 
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Layout } from '../spool/layout.js';
+import { ringDoorbell } from '../spool/doorbell.js';
 import { writeFileAtomic } from '../util/fsx.js';
 
 export interface ControlState {
@@ -60,6 +63,7 @@ export function requestKill(layout: Layout, id: string): string {
   fs.mkdirSync(dir, { recursive: true });
   const file = path.join(dir, id);
   writeFileAtomic(file, requestBody());
+  ringDoorbell(layout.spool);
   return file;
 }
 
@@ -86,6 +90,7 @@ export function setPauseAll(layout: Layout, on: boolean): void {
   } else {
     try { fs.unlinkSync(file); } catch { /* not paused */ }
   }
+  ringDoorbell(layout.spool);
 }
 
 /** Pause or resume one group on every node. */
@@ -97,4 +102,5 @@ export function setGroupPaused(layout: Layout, group: string, on: boolean): void
   } else {
     try { fs.unlinkSync(path.join(dir, group)); } catch { /* not paused */ }
   }
+  ringDoorbell(layout.spool);
 }

@@ -21,6 +21,7 @@ import { CtlError, q } from './errors.js';
 import { describe, locate } from './find.js';
 import { isFailed } from './history.js';
 import { cancelKill } from './requests.js';
+import { ringDoorbell } from '../spool/doorbell.js';
 
 export interface RetryOutcome {
   id: string;
@@ -94,6 +95,7 @@ export function retryJob(layout: Layout, id: string, o: RetryOptions = {}): Retr
     // a kill request left from before must not hit the new attempt
     cancelKill(layout, id);
     fs.renameSync(tmp, entry);
+    ringDoorbell(layout.spool);
   } catch (err) {
     // the file goes back where it was if it had moved; never removed with the entry
     const moved = names.join(tmp, file);

@@ -17,12 +17,13 @@ import { retryJob, type RetryOutcome } from '../control/retry.js';
 import { readState } from '../control/state.js';
 import { statusReport, type StatusReport } from '../control/status.js';
 import { checkStillThere, openGroupDir, submit, type Submitted } from '../control/submit.js';
-import { LOG_FILE, Layout } from '../spool/layout.js';
+import { DEFAULT_GROUP, LOG_FILE, Layout } from '../spool/layout.js';
 import type { JobMeta } from '../spool/meta.js';
 import * as names from '../spool/names.js';
 import type { JobRecord } from '../spool/record.js';
 import { moveNoReplace } from '../util/fsx.js';
 import type { SubmitUser } from './auth.js';
+import { ringDoorbell } from '../spool/doorbell.js';
 
 /** An error with its HTTP status: {"error": code, "message": …, "field"?: …}. */
 export class ApiError extends Error {
@@ -241,6 +242,7 @@ export function submitOwned(layout: Layout, opts: Parameters<typeof submit>[1], 
         fs.chmodSync(staged.path, 0o755);
         if (moveNoReplace(staged.path, real.dir.at(staged.name))) {
           checkStillThere(real, staged.name);
+          if (real.group !== DEFAULT_GROUP) ringDoorbell(layout.spool); // idle daemons: a job in a group (doorbell.ts)
           return { name: staged.name, group: real.group, path: names.display(names.join(real.path, staged.name)) };
         }
         if (opts.name !== undefined) throw new CtlError(`a job named '${opts.name}' is already queued in '${real.path}'`);

@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Candidate } from './candidate.js';
 import { classify, isHidden, type ClassifyContext } from './classify.js';
+import { DirStamp, type DirLook } from './dirstamp.js';
 import { groupOf, type Layout } from './layout.js';
 import { readMeta, type JobMeta } from './meta.js';
 import * as names from './names.js';
@@ -32,6 +33,37 @@ const isIgnored = (e: Entry): e is Ignored => 'ignored' in e;
 interface DirState {
   /** names seen in this directory: candidates and ignored (non-executable) files */
   entries: Map<string, Entry>;
+  /** the pace of poll()'s looks at it */
+  pace: Pace;
+}
+
+/** When poll() looks at a directory next (performance.now() times). */
+interface Pace {
+  stamp: DirStamp;
+  /** last seen changed (or first seen) */
+  changedAt: number;
+  every: number;
+  next: number;
+}
+
+// a directory first seen is idle: the scan that found it has just read it
+const newPace = (): Pace => ({ stamp: new DirStamp(), changedAt: -Infinity, every: 0, next: 0 });
+
+/** a directory unchanged this long is looked at less and less often */
+export const IDLE_AFTER_MS = 30_000;
+/** ... down to once every IDLE_CAP_MS, or less often with many groups: */
+export const IDLE_CAP_MS = 30_000;
+/** ... so that idle groups cost at most this many looks a second, however many there are */
+export const IDLE_LOOKS_PER_S = 0.75;
+
+/** What a poll() did. */
+export interface Polled {
+  /** the top level changed: a job or group dropped there, or a doorbell (pmjqctl) */
+  rang: boolean;
+  /** the spool directories ('' = top level) read because they changed */
+  changed: string[];
+  /** the group directories looked at (their settings files may be looked at too, at the same pace) */
+  looked: string[];
 }
 
 export class Scanner {
@@ -41,6 +73,14 @@ export class Scanner {
   private scans = 0;
   /** a yielding scan is under way: no other scan may interleave with it (its sweep would drop their stamps) */
   private scanning = false;
+  /** poll(): the top level is looked at every poll, each group at its own pace */
+  private readonly topStamp = new DirStamp();
+  private readonly retryPace = newPace();
+  private pollMs = 1000;
+  /** NFS: a stamp is read from an open directory (an attribute cache could be out of date) */
+  private openToLook = false;
+  /** the file server's clock minus ours (from our heartbeat's mtime), once known */
+  fsSkewMs: number | undefined;
 
   constructor(
     private readonly layout: Layout,
@@ -76,6 +116,84 @@ export class Scanner {
     } finally {
       this.scanning = false;
     }
+  }
+
+  /** How poll() is paced: the daemon's --poll, and whether the spool is on NFS (dirstamp.ts). */
+  pacing(pollMs: number, nfs: boolean): void {
+    this.pollMs = pollMs;
+    this.openToLook = nfs;
+  }
+
+  /** The file server's time now, if known. */
+  fsNow(): number | undefined {
+    return this.fsSkewMs === undefined ? undefined : Date.now() + this.fsSkewMs;
+  }
+
+  /** The longest pause between two looks at an idle directory. */
+  get idleCapMs(): number {
+    return Math.max(IDLE_CAP_MS, ((this.dirs.size + 1) * 1000) / IDLE_LOOKS_PER_S);
+  }
+
+  /**
+   * The periodic look (every --poll), cheap when nothing changed: a
+   * directory is stat'ed, and read only if it changed (dirstamp.ts). The top
+   * level is looked at every time; a group or the retry area unchanged for
+   * IDLE_AFTER_MS is looked at less and less often, down to once every
+   * idleCapMs. A change of the top level (a job or a group dropped there, or
+   * the doorbell of `pmjqctl`, doorbell.ts) has every directory looked at at
+   * once: so a job submitted with pmjqctl, or dropped at the top level or
+   * into a busy group, is found within one poll; one moved by hand into a
+   * group idle for long, within idleCapMs.
+   */
+  poll(): Polled {
+    const out: Polled = { rang: false, changed: [], looked: [] };
+    if (this.scanning) return out;
+    const now = performance.now();
+    const scan = ++this.scans;
+    const top = this.topStamp.look(this.layout.spool, this.openToLook, this.fsNow(), now);
+    if (top === 'gone') return out;
+    out.rang = top === 'changed';
+    if (top !== 'same') {
+      if (!drain(this.topPass(scan))) { this.topStamp.reset(); return out; }
+      out.changed.push('');
+    }
+    const cap = this.idleCapMs;
+    for (const [dir, state] of this.dirs) {
+      if (dir === '' || (!out.rang && now < state.pace.next) || !this.serves(groupOf(dir))) continue;
+      out.looked.push(dir);
+      const look = state.pace.stamp.look(this.layout.groupDir(dir), this.openToLook, this.fsNow(), now);
+      // a group that went is forgotten by the top level's listing (its removal changed it)
+      if (look === 'gone') continue;
+      if (look !== 'same' && !drain(this.pass(dir, state, scan))) state.pace.stamp.reset();
+      if (look === 'changed') out.changed.push(dir);
+      this.paced(state.pace, look, now, cap);
+    }
+    if (out.rang || now >= this.retryPace.next) this.pollRetry(now, cap);
+    return out;
+  }
+
+  /** The retry area at its pace (other nodes' failed jobs, `pmjqctl retry`). */
+  pollRetry(now = performance.now(), cap = this.idleCapMs): void {
+    const look = this.retryPace.stamp.look(this.layout.retry, this.openToLook, this.fsNow(), now);
+    if (look === 'changed' || look === 'unsure') this.scanRetry();
+    if (look !== 'gone') this.paced(this.retryPace, look, now, cap);
+  }
+
+  private paced(p: Pace, look: DirLook, now: number, cap: number): void {
+    if (look === 'changed') p.changedAt = now;
+    p.every = now - p.changedAt < IDLE_AFTER_MS ? this.pollMs : Math.min(cap, Math.max(this.pollMs, p.every * 2));
+    // polls tick every pollMs: half a tick early, so that the look falls on the tick due;
+    // at the idle cap, a little jitter keeps many groups from being looked at in one burst
+    p.next = now + p.every * (p.every === cap ? 0.8 + 0.4 * Math.random() : 1) - this.pollMs / 2;
+  }
+
+  /** A directory the full scan has just read: its stamp taken before, idle from now on, first looked at some time within the idle cap. */
+  private settled(p: Pace, dir: string): DirLook {
+    const look = p.stamp.look(dir, this.openToLook, this.fsNow());
+    p.changedAt = -Infinity;
+    p.every = this.idleCapMs;
+    p.next = performance.now() + Math.random() * p.every;
+    return look;
   }
 
   /** Rescan one directory (a watcher saw something there). */
@@ -116,7 +234,7 @@ export class Scanner {
   }
 
   private addDir(dir: string): DirState {
-    const state: DirState = { entries: new Map() };
+    const state: DirState = { entries: new Map(), pace: newPace() };
     this.dirs.set(dir, state);
     return state;
   }
@@ -129,9 +247,22 @@ export class Scanner {
     if (dir !== '') this.events.groupSeen(dir, false);
   }
 
-  /** The full scan: one step per file looked at (lstat). */
+  /** The full scan: one step per file looked at (lstat). Stamps are taken first, so that poll() knows what it has seen. */
   private *steps(): Generator<void, void> {
     const scan = ++this.scans;
+    this.topStamp.look(this.layout.spool, this.openToLook, this.fsNow());
+    if (!(yield* this.topPass(scan))) { this.topStamp.reset(); return; }
+    for (const [dir, state] of this.dirs) {
+      if (dir === '' || !this.serves(groupOf(dir))) continue;
+      if (this.settled(state.pace, this.layout.groupDir(dir)) === 'gone') continue;
+      yield* this.pass(dir, state, scan);
+    }
+    this.settled(this.retryPace, this.layout.retry);
+    this.scanRetry();
+  }
+
+  /** The top level: its jobs, and the group directories that appeared (announced) or went (forgotten). */
+  private *topPass(scan: number): Generator<void, boolean> {
     const groupsNow = new Set<string>(['']);
     // the top level is the group "default": served only if --groups names it
     const top = this.serves(groupOf('')) ? this.dirs.get('') ?? this.addDir('') : null;
@@ -142,17 +273,16 @@ export class Scanner {
       if (names.isUtf8(bytes) && !dir.includes('\n')) groupsNow.add(dir);
       return true;
     });
-    if (!ok) return;
+    if (!ok) return false;
     for (const dir of [...this.dirs.keys()]) {
       if (!groupsNow.has(dir)) this.forgetDir(dir);
     }
     for (const dir of groupsNow) {
-      if (dir === '') continue;
-      if (!this.dirs.has(dir)) this.events.groupSeen(dir, true);
-      if (!this.serves(groupOf(dir))) { this.dirs.set(dir, { entries: new Map() }); continue; }
-      yield* this.pass(dir, this.dirs.get(dir) ?? this.addDir(dir), scan);
+      if (dir === '' || this.dirs.has(dir)) continue;
+      this.events.groupSeen(dir, true);
+      this.addDir(dir);
     }
-    this.scanRetry();
+    return true;
   }
 
   // A directory is read as a stream of entries, not as readdirSync's array:
@@ -291,5 +421,13 @@ export class Scanner {
     for (const [entry, c] of this.retryEntries) {
       if (!present.has(entry)) { c.gone = true; this.retryEntries.delete(entry); }
     }
+  }
+}
+
+/** Run a scan generator to its end, all at once. */
+function drain<T>(g: Generator<void, T>): T {
+  for (;;) {
+    const r = g.next();
+    if (r.done) return r.value;
   }
 }
