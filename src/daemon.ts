@@ -294,11 +294,13 @@ export class Daemon {
     const now = performance.now();
     const slow = now >= this.nextSlowLook;
     if (slow) this.nextSlowLook = now + this.scanner.idleCapMs;
+    // on a local disk (inotify) there is no file server to spare: settings and requests are read every poll
+    const everything = polled.rang || this.mode === 'inotify';
     // before anything can be claimed; an idle node with nothing new has nothing to claim
-    if (polled.rang || slow || polled.changed.length > 0 || this.running.size > 0 || this.groups.queued() > 0) this.checkLayout();
+    if (everything || slow || polled.changed.length > 0 || this.running.size > 0 || this.groups.queued() > 0) this.checkLayout();
     // settings: a group's at the pace its directory is looked at, the top level's at the slow pace
-    this.refreshSettings(polled.rang ? undefined : new Set(slow ? [...polled.looked, ''] : polled.looked));
-    if (polled.rang || (slow && this.controlStamps.map((d) => d.stamp.due(d.dir, this.nfs, this.scanner.fsNow())).includes(true))) this.readControl();
+    this.refreshSettings(everything ? undefined : new Set(slow ? [...polled.looked, ''] : polled.looked));
+    if (everything || (slow && this.controlStamps.map((d) => d.stamp.due(d.dir, this.nfs, this.scanner.fsNow())).includes(true))) this.readControl();
     this.pump();
   }
 
