@@ -64,7 +64,7 @@ Measures the performance targets (README, Performance) and prints: figure, measu
 
   --quick               small sizes, few repetitions: the whole run in under a minute
   --only 1,3            run only these figures (1 throughput, 2 latency, 3 backlog,
-                        4 idle, 5 heavy output, 6 protocol, 7 cluster)
+                        4 idle, 5 heavy output, 6 protocol, 7 cluster, 8 submitting)
   --jobs N              figure 1: trivial jobs per run (default 2000; quick 60)
   --reps N              repetitions of each side of a comparison (default 3; quick 2)
   --latency-jobs N      figure 2: jobs dropped one at a time per watch mode (300; quick 20)
@@ -179,6 +179,7 @@ function percentile(a, p) {
   const s = [...a].sort((x, y) => x - y);
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
 }
+const percentiles = (a) => ({ p50: percentile(a, 50), p90: percentile(a, 90), p99: percentile(a, 99), max: Math.max(...a) });
 const f1 = (x) => (Number.isFinite(x) ? x.toFixed(1) : String(x));
 const f2 = (x) => (Number.isFinite(x) ? x.toFixed(2) : String(x));
 
@@ -340,63 +341,196 @@ function calibrateWall() {
 }
 const wallNs = () => BigInt(Math.round((wallBaseMs + performance.now()) * 1e6));
 
+// ---------------------------------------------------------------- peers (issue 14)
+
+/** Is `cmd` on the PATH? */
+function have(cmd) {
+  return spawnSync('sh', ['-c', `command -v '${cmd}'`], { stdio: 'ignore' }).status === 0;
+}
+
+/** The peers installed here, by the name of their row. */
+const PEERS = {
+  tsp: have('tsp') ? 'tsp' : have('ts') && /task.spooler|ts-/.test(spawnSync('ts', ['-h'], { encoding: 'utf8' }).stdout ?? '') ? 'ts' : null,
+  nq: have('nq') ? 'nq' : null,
+  parallel: have('parallel') ? 'parallel' : null,
+  inotifyloop: have('inotifywait') && have('bash') ? 'inotifywait' : null,
+};
+const PEER_LABEL = {
+  pmjq: 'pmjq --once -j 2', xargs: 'xargs -P2', tsp: 'task-spooler -S 2', nq: 'nq (2 queues)',
+  parallel: 'GNU parallel -j2', inotifyloop: 'inotifywait + mv loop (2 at a time)',
+};
+/** issue 14's targets: pmjq's throughput at least this many times the peer's */
+const PEER_TARGET = { xargs: 0.6, tsp: 1.0, nq: 1.3 };
+
+/** A task-spooler server of its own (socket and output files in `d`); `tsp(args)` runs the client. */
+function tspIn(d) {
+  const env = { ...process.env, TS_SOCKET: path.join(d, 'ts.socket'), TMPDIR: d, TS_MAXFINISHED: '1000000' };
+  return {
+    env,
+    run: (args) => spawnSync(PEERS.tsp, args, { env, encoding: 'utf8' }),
+    kill: () => spawnSync(PEERS.tsp, ['-K'], { env, stdio: 'ignore' }),
+  };
+}
+
+/** The inotifywait + mv loop: claim by mv into RUN, run 2 at a time, move to DONE. Resolves once its watch is set. */
+async function inotifyLoop(d) {
+  const spool = path.join(d, 'spool'), run = path.join(d, 'run'), done = path.join(d, 'done');
+  for (const x of [spool, run, done]) fs.mkdirSync(x, { recursive: true });
+  const script = path.join(d, 'loop.sh');
+  fs.writeFileSync(script, `#!/bin/bash
+# what a site writes when it has inotify-tools and no job runner
+S=$1 R=$2 D=$3 n=0
+inotifywait -m -e moved_to --format '%f' "$S" | while IFS= read -r f; do
+  [[ $f == .* ]] && continue
+  mv "$S/$f" "$R/$f" 2>/dev/null || continue
+  { "$R/$f" > "$R/$f.log" 2>&1; mv "$R/$f" "$R/$f.log" "$D/"; } &
+  if (( ++n >= 2 )); then wait -n; (( n-- )); fi
+done
+`, { mode: 0o755 });
+  const errFile = path.join(d, 'loop.err');
+  const fd = fs.openSync(errFile, 'w');
+  const p = launch('bash', [script, spool, run, done], { stderr: fd, spool });
+  fs.closeSync(fd);
+  await until('inotifywait to set its watch', () => fs.readFileSync(errFile, 'utf8').includes('Watches established'), 10_000, 10);
+  return { spool, run, done, p };
+}
+
+/** Drop a job into a watched directory the safe way: hidden name, then rename. */
+function drop(dir, name, body) {
+  const tmp = path.join(dir, `.${name}.partial`);
+  fs.writeFileSync(tmp, body, { mode: 0o755 });
+  fs.renameSync(tmp, path.join(dir, name));
+}
+
 // ---------------------------------------------------------------- figure 1: throughput
 
 async function figThroughput() {
   const N = O.jobs;
   const xargsCmd = `xargs -0 -P2 -n1 ${ENV_BIN} FILE`;
-  const runs = { pmjq: [], xargs: [], ratio: [] };
-  const runPmjq = async () => {
-    const d = scratch('f1a');
-    const spool = path.join(d, 'spool'), arch = path.join(d, 'archive');
-    fs.mkdirSync(spool); fs.mkdirSync(arch);
-    makeJobs(spool, N);
-    const t0 = performance.now();
-    const p = startPmjq(['--once', '-j', '2', '-o', arch], spool, path.join(d, 'pmjq.log'));
-    const r = await withTimeout(p.exited, 60_000 + N * 500, 'pmjq --once');
-    const s = (performance.now() - t0) / 1000;
-    const got = archivedJobs(arch).length;
-    const left = fs.readdirSync(spool).filter((f) => !f.startsWith('.'));
-    if (r.code !== 0 || got !== N || left.length) {
-      throw new Error(`pmjq --once: exit ${r.code} ${r.signal ?? ''}, ${got}/${N} archived, ${left.length} left in the spool\n${logTail(p.logFile)}`);
-    }
-    rmScratch(d);
-    return N / s;
-  };
-  const runXargs = async () => {
-    const d = scratch('f1b');
-    const names = makeJobs(d, N);
+  const tools = ['pmjq', 'xargs', ...Object.keys(PEERS).filter((k) => PEERS[k])];
+  const runs = Object.fromEntries(tools.map((k) => [k, []]));
+  const ratios = Object.fromEntries(tools.map((k) => [k, []]));
+  const listOf = (d, names) => {
     const list = path.join(d, '.list');
     fs.writeFileSync(list, names.map((n) => path.join(d, n) + '\0').join(''));
-    const fd = fs.openSync(list, 'r');
-    const t0 = performance.now();
-    const p = launch('xargs', ['-0', '-P2', '-n1', ENV_BIN], { stdin: fd });
-    fs.closeSync(fd);
-    const r = await withTimeout(p.exited, 60_000 + N * 500, 'xargs');
-    const s = (performance.now() - t0) / 1000;
-    if (r.code !== 0) throw new Error(`xargs exited ${r.code} ${r.signal ?? ''}`);
-    rmScratch(d);
-    return N / s;
+    return list;
+  };
+  const runners = {
+    pmjq: async () => {
+      const d = scratch('f1a');
+      const spool = path.join(d, 'spool'), arch = path.join(d, 'archive');
+      fs.mkdirSync(spool); fs.mkdirSync(arch);
+      makeJobs(spool, N);
+      const t0 = performance.now();
+      const p = startPmjq(['--once', '-j', '2', '-o', arch], spool, path.join(d, 'pmjq.log'));
+      const r = await withTimeout(p.exited, 60_000 + N * 500, 'pmjq --once');
+      const s = (performance.now() - t0) / 1000;
+      const got = archivedJobs(arch).length;
+      const left = fs.readdirSync(spool).filter((f) => !f.startsWith('.'));
+      if (r.code !== 0 || got !== N || left.length) {
+        throw new Error(`pmjq --once: exit ${r.code} ${r.signal ?? ''}, ${got}/${N} archived, ${left.length} left in the spool\n${logTail(p.logFile)}`);
+      }
+      rmScratch(d);
+      return N / s;
+    },
+    xargs: async () => {
+      const d = scratch('f1b');
+      const fd = fs.openSync(listOf(d, makeJobs(d, N)), 'r');
+      const t0 = performance.now();
+      const p = launch('xargs', ['-0', '-P2', '-n1', ENV_BIN], { stdin: fd });
+      fs.closeSync(fd);
+      const r = await withTimeout(p.exited, 60_000 + N * 500, 'xargs');
+      const s = (performance.now() - t0) / 1000;
+      if (r.code !== 0) throw new Error(`xargs exited ${r.code} ${r.signal ?? ''}`);
+      rmScratch(d);
+      return N / s;
+    },
+    parallel: async () => {
+      const d = scratch('f1p');
+      const fd = fs.openSync(listOf(d, makeJobs(d, N)), 'r');
+      const t0 = performance.now();
+      const p = launch(PEERS.parallel, ['--will-cite', '-0', '-j2'], { stdin: fd, env: { ...process.env, HOME: d } });
+      fs.closeSync(fd);
+      const r = await withTimeout(p.exited, 60_000 + N * 500, 'parallel');
+      const s = (performance.now() - t0) / 1000;
+      if (r.code !== 0) throw new Error(`parallel exited ${r.code} ${r.signal ?? ''}`);
+      rmScratch(d);
+      return N / s;
+    },
+    // tsp and nq: their own submit command per job, in a shell loop, timed to the last job's end (jobs start while the loop goes on)
+    tsp: async () => {
+      const d = scratch('f1t');
+      const names = makeJobs(d, N);
+      const ts = tspIn(d);
+      ts.run(['-S', '2']);
+      const t0 = performance.now();
+      const sub = spawnSync('sh', ['-c', `for f in "$@"; do "${PEERS.tsp}" "$f"; done > /dev/null`, 'sh', ...names.map((n) => path.join(d, n))], { env: ts.env });
+      if (sub.status !== 0) throw new Error(`tsp: submitting failed: ${sub.stderr}`);
+      await until(`tsp to finish ${N} jobs`, () => !/ (running|queued) /.test(ts.run(['-l']).stdout), 60_000 + N * 500, 5);
+      const s = (performance.now() - t0) / 1000;
+      const finished = (ts.run(['-l']).stdout.match(/ finished /g) ?? []).length;
+      ts.kill();
+      if (finished !== N) throw new Error(`tsp: ${finished}/${N} jobs finished`);
+      rmScratch(d);
+      return N / s;
+    },
+    nq: async () => {
+      const d = scratch('f1n');
+      const names = makeJobs(d, N);
+      const q = [path.join(d, 'q0'), path.join(d, 'q1')];
+      for (const x of q) fs.mkdirSync(x);
+      const t0 = performance.now();
+      // nq runs one job at a time per queue directory: two queues, alternately
+      const sub = spawnSync('sh', ['-c', `i=0; for f in "$@"; do NQDIR="${d}/q$((i % 2))" "${PEERS.nq}" -q "$f"; i=$((i + 1)); done`, 'sh', ...names.map((n) => path.join(d, n))], { stdio: 'ignore' });
+      if (sub.status !== 0) throw new Error('nq: submitting failed');
+      for (const x of q) {
+        const w = spawnSync(PEERS.nq, ['-w'], { env: { ...process.env, NQDIR: x }, stdio: 'ignore', timeout: 60_000 + N * 500 });
+        if (w.status !== 0) throw new Error(`nq -w exited ${w.status}`);
+      }
+      const s = (performance.now() - t0) / 1000;
+      const outputs = q.reduce((a, x) => a + fs.readdirSync(x).filter((f) => f.startsWith(',')).length, 0);
+      if (outputs !== N) throw new Error(`nq: ${outputs}/${N} job outputs`);
+      rmScratch(d);
+      return N / s;
+    },
+    inotifyloop: async () => {
+      const d = scratch('f1i');
+      const L = await inotifyLoop(d);
+      // staged as hidden files in the watched directory, then renamed in as fast as this process can
+      for (let i = 0; i < N; i++) fs.writeFileSync(path.join(L.spool, `.j${i}`), TRIVIAL, { mode: 0o755 });
+      const t0 = performance.now();
+      for (let i = 0; i < N; i++) fs.renameSync(path.join(L.spool, `.j${i}`), path.join(L.spool, `j${i}`));
+      await until(`the inotify loop to finish ${N} jobs`, () => fs.readdirSync(L.done).length >= 2 * N, 60_000 + N * 500, 5);
+      const s = (performance.now() - t0) / 1000;
+      killTree(L.p.rec);
+      rmScratch(d);
+      return N / s;
+    },
   };
   for (let i = 0; i < O.reps; i++) {
-    const order = i % 2 === 0 ? ['pmjq', 'xargs'] : ['xargs', 'pmjq'];
+    // every tool once per round, the order turned each round
+    const order = tools.map((_, k) => tools[(k + i) % tools.length]);
     const got = {};
     for (const which of order) {
-      got[which] = which === 'pmjq' ? await runPmjq() : await runXargs();
+      got[which] = await runners[which]();
       log(`fig 1 rep ${i + 1}/${O.reps}: ${which} ${f1(got[which])} jobs/s`);
     }
-    runs.pmjq.push(got.pmjq); runs.xargs.push(got.xargs); runs.ratio.push(got.pmjq / got.xargs);
+    for (const k of tools) { runs[k].push(got[k]); ratios[k].push(got.pmjq / got[k]); }
   }
-  const ratio = median(runs.ratio);
+  const med = Object.fromEntries(tools.map((k) => [k, median(runs[k])]));
+  const ratio = Object.fromEntries(tools.map((k) => [k, median(ratios[k])]));
+  const missing = Object.keys(PEERS).filter((k) => !PEERS[k]);
   return {
-    data: { jobs: N, reps: O.reps, xargs_command: xargsCmd, jobs_per_s: runs, median: { pmjq: median(runs.pmjq), xargs: median(runs.xargs), ratio } },
-    rows: [{
-      figure: `1 throughput (${N} trivial jobs)`,
-      measured: `pmjq ${f1(median(runs.pmjq))} jobs/s, xargs ${f1(median(runs.xargs))} jobs/s`,
-      target: 'ratio >= 0.6',
-      verdict: `${f2(ratio)} ${ratio >= 0.6 ? 'met' : 'MISSED'}`,
-    }],
-    notes: [`fig 1: xargs runs \`${xargsCmd}\`: xargs must name a command, and env(1) is the cheapest exec trampoline (no shell); pmjq runs \`pmjq --once -j 2 -o ARCHIVE\` including its own start-up; ratio = median of per-pair ratios`],
+    data: { jobs: N, reps: O.reps, xargs_command: xargsCmd, jobs_per_s: runs, ratio_per_pair: ratios, median: { ...med }, ratio, missing },
+    rows: tools.map((k) => ({
+      figure: k === 'pmjq' ? `1 throughput (${N} trivial jobs)` : '',
+      measured: `${PEER_LABEL[k]}: ${f1(med[k])} jobs/s`,
+      target: k === 'pmjq' ? '' : PEER_TARGET[k] ? `pmjq/${k} >= ${PEER_TARGET[k]}` : '(context)',
+      verdict: k === 'pmjq' ? '' : `${f2(ratio[k])}${PEER_TARGET[k] ? (ratio[k] >= PEER_TARGET[k] ? ' met' : ' MISSED') : ''}`,
+    })),
+    notes: [
+      `fig 1: ${N} trivial jobs, 2 at a time, every tool once per round (order turned each round); ratio = median of per-round pmjq/tool. pmjq: \`pmjq --once -j 2 -o ARCHIVE\` on a spool holding them, start-up included; xargs: \`${xargsCmd}\` (env(1): the cheapest exec trampoline); parallel: \`parallel -0 -j2\` on the same list; tsp and nq: one submit command per job in a shell loop, timed to the last job's end (jobs run while the loop goes on); nq has one job at a time per queue directory, so two queues, alternately; the inotifywait loop: a bash loop that claims each file by mv, runs 2 at a time and moves it to a done directory, the files renamed into its directory one after another${missing.length ? `; not installed here: ${missing.join(', ')}` : ''}`,
+    ],
   };
 }
 
@@ -462,6 +596,50 @@ async function figLatency() {
     return ms;
   };
 
+  // the peers that have a queue to pick jobs up from, the same job, timed from the submit command's start (tsp, nq) or the rename (the inotifywait loop)
+  const peers = {};
+  const waitStamp = async (name, what) => {
+    let stamp = '';
+    await until(`job ${name} to start (${what})`, () => {
+      try { stamp = fs.readFileSync(path.join(stamps, name), 'utf8').trim(); } catch { /* not yet */ }
+      return stamp.length > 0;
+    }, 30_000, 1);
+    return stamp;
+  };
+  const peerJob = (name) => {
+    const f = path.join(d, 'peerjobs', name);
+    fs.mkdirSync(path.dirname(f), { recursive: true });
+    fs.writeFileSync(f, body(name), { mode: 0o755 });
+    return f;
+  };
+  if (PEERS.tsp) {
+    const ts = tspIn(path.join(d, 'tsp'));
+    fs.mkdirSync(path.join(d, 'tsp'));
+    ts.run(['-S', '2']);
+    peers.tsp = { ts, submit: (f) => spawnSync(PEERS.tsp, ['-n', f], { env: ts.env, stdio: 'ignore' }), stop: () => ts.kill() };
+  }
+  if (PEERS.nq) {
+    const q = path.join(d, 'nq');
+    fs.mkdirSync(q);
+    peers.nq = { submit: (f) => spawnSync(PEERS.nq, ['-q', f], { env: { ...process.env, NQDIR: q }, stdio: 'ignore' }), stop: () => {} };
+  }
+  if (PEERS.inotifyloop) {
+    const L = await inotifyLoop(path.join(d, 'loop'));
+    peers.inotifyloop = { drop: (name) => drop(L.spool, name, body(name)), stop: () => killTree(L.p.rec) };
+  }
+  for (const k of Object.keys(peers)) peers[k].samples = [];
+  const peerOne = async (k) => {
+    const name = `${k}${String(seq++).padStart(5, '0')}`;
+    const p = peers[k];
+    const f = p.drop ? null : peerJob(name);
+    await sleep(2 + Math.random() * 8);
+    const t0 = wallNs();
+    if (p.drop) p.drop(name); else p.submit(f);
+    const stamp = await waitStamp(name, k);
+    await sleep(5); // its exit, before the next one
+    return Number(BigInt(stamp) - t0) / 1e6;
+  };
+
   try {
     // warm up: the first job proves the daemon runs, the later ones that its watcher is set up
     for (const mode of Object.keys(modes)) {
@@ -469,30 +647,43 @@ async function figLatency() {
       await sleep(300);
       for (let i = 0; i < 3; i++) await dropOne(mode, true);
     }
+    for (const k of Object.keys(peers)) await peerOne(k);
     let lastCal = 0;
+    const all = [...Object.keys(modes), ...Object.keys(peers)];
     for (let i = 0; i < N; i++) {
       if (i - lastCal >= 25 || i === 0) { calibrateWall(); lastCal = i; }
-      const order = i % 2 === 0 ? ['inotify', 'poll'] : ['poll', 'inotify'];
-      for (const mode of order) modes[mode].samples.push(await dropOne(mode));
+      const order = all.map((_, k) => all[(k + i) % all.length]);
+      for (const mode of order) {
+        if (modes[mode]) modes[mode].samples.push(await dropOne(mode));
+        else peers[mode].samples.push(await peerOne(mode));
+      }
       floorOne();
       if ((i + 1) % 50 === 0) log(`fig 2: ${i + 1}/${N} jobs per mode`);
     }
   } finally {
     for (const m of Object.values(modes)) { m.watcher.close(); await m.proc.stop(); }
+    for (const p of Object.values(peers)) p.stop();
   }
-  const stat = (a) => ({ p50: percentile(a, 50), p90: percentile(a, 90), p99: percentile(a, 99), max: Math.max(...a) });
+  const peerStats = Object.fromEntries(Object.entries(peers).map(([k, p]) => [k, percentiles(p.samples)]));
+  const stat = percentiles;
   const si = stat(modes.inotify.samples), sp = stat(modes.poll.samples), sf = stat(floor);
   const fmt = (s) => `p50 ${f1(s.p50)} p90 ${f1(s.p90)} p99 ${f1(s.p99)} max ${f1(s.max)} ms`;
   const pollTarget = O.latencyPollMs + 20;
   rmScratch(d);
   return {
-    data: { jobs_per_mode: N, poll_ms: O.latencyPollMs, inotify: si, poll: sp, floor_direct_spawn: sf, samples_ms: { inotify: modes.inotify.samples, poll: modes.poll.samples, floor } },
+    data: { jobs_per_mode: N, poll_ms: O.latencyPollMs, inotify: si, poll: sp, floor_direct_spawn: sf, peers: peerStats, samples_ms: { inotify: modes.inotify.samples, poll: modes.poll.samples, floor, ...Object.fromEntries(Object.entries(peers).map(([k, p]) => [k, p.samples])) } },
     rows: [
       { figure: '2 pickup latency, inotify', measured: fmt(si), target: 'p50 <= 5, p99 <= 25 ms', verdict: si.p50 <= 5 && si.p99 <= 25 ? 'met' : 'MISSED' },
       { figure: `2 pickup latency, poll ${O.latencyPollMs}ms`, measured: fmt(sp), target: `max <= ${pollTarget} ms (poll + 20)`, verdict: sp.max <= pollTarget ? 'met' : `MISSED (p99 ${sp.p99 <= pollTarget ? 'met' : 'missed'})` },
       { figure: '2 floor: job spawned directly', measured: fmt(sf), target: '(context)', verdict: '' },
+      ...Object.entries(peerStats).map(([k, ps]) => ({
+        figure: '',
+        measured: `${PEER_LABEL[k]}: ${fmt(ps)}`,
+        target: k === 'tsp' ? 'pmjq inotify p50 <= tsp p50 + 1 ms' : '(context)',
+        verdict: k === 'tsp' ? `${f1(si.p50 - ps.p50)} ms ${si.p50 <= ps.p50 + 1 ? 'met' : 'MISSED'}` : `p50 pmjq inotify - ${k}: ${f1(si.p50 - ps.p50)} ms`,
+      })),
     ],
-    notes: [`fig 2: ${N} jobs per mode, dropped one at a time (hidden name, then rename) alternating between an inotify and a poll daemon; each job is \`exec date +%s%N > FILE\`; the next drop waits until the previous job is archived, then a random pause (poll mode: uniform over the poll interval); "floor" is the same job spawned by the benchmark itself (spawn + sh + date) after each pair of drops, the part of the latency that is process start-up, not pmjq`],
+    notes: [`fig 2: ${N} jobs per mode, dropped one at a time (hidden name, then rename) alternating between an inotify and a poll daemon; each job is \`exec date +%s%N > FILE\`; the next drop waits until the previous job is archived, then a random pause (poll mode: uniform over the poll interval); "floor" is the same job spawned by the benchmark itself (spawn + sh + date) after each pair of drops, the part of the latency that is process start-up, not pmjq; the peers in the same rotation: tsp (\`tsp -n FILE\`, server at -S 2) and nq (\`nq -q FILE\`) timed from the start of their submit command, the inotifywait loop from the rename`],
   };
 }
 
@@ -706,24 +897,186 @@ async function figHeavy() {
   };
 }
 
-// ---------------------------------------------------------------- figures 6 and 7 (hooks)
+// ---------------------------------------------------------------- figure 6: protocol round trip
 
-// To add a figure: write `async function figX()` returning { data, rows, notes }
-// and set `run: figX` in its entry below. Rows are { figure, measured, target,
-// verdict }; throw to report something broken (the run then exits 1).
-//   6: time `enqueue` + `waitjobs` of a trivial sub-job from a job (lib/pmjq.sh),
-//      median over a few hundred round trips, once issue 4 (the protocol) lands.
-//   7: 4 daemons on bindfs (FUSE) mounts of one spool draining 10 000 jobs:
-//      aggregate jobs/s vs one node, share per node, duplicates and losses
-//      from the history files, once issue 5 (cluster) lands.
+async function figProtocol() {
+  const n = O.quick ? 100 : 1000;
+  const p = spawnSync(process.execPath, [path.join(ROOT, 'bench/protocol-roundtrip.mjs'), String(n)], { encoding: 'utf8', timeout: 600_000 });
+  if (p.status !== 0) throw new Error(`protocol-roundtrip.mjs exited ${p.status}: ${p.stderr}`);
+  const r = JSON.parse(p.stdout);
+  return {
+    data: r,
+    rows: [{
+      figure: '6 protocol round trip',
+      measured: `enqueue+waitjobs median ${f1(r.median_ms)} p99 ${f1(r.p99_ms)} ms (the same job spawned directly: ${f1(r.bare_spawn_median_ms)} ms)`,
+      target: '(context)',
+      verdict: `overhead ${f1(r.overhead_median_ms)} ms`,
+    }],
+    notes: [`fig 6: \`node bench/protocol-roundtrip.mjs ${n}\`: a Node job calls enqueue('trivial').wait() ${n} times through the real Protocol and JobProcess, and spawns the same script directly after each, for scale`],
+  };
+}
+
+// ---------------------------------------------------------------- figure 7: cluster
+
+async function figCluster() {
+  const N = O.quick ? 200 : 2000;
+  const NODES = 4;
+  const bindfs = ['/usr/bin/bindfs', '/bin/bindfs'].find((p) => fs.existsSync(p));
+  if (!IS_ROOT || !bindfs || !fs.existsSync('/dev/fuse')) {
+    return { data: { available: false }, rows: [{ figure: `7 cluster, ${NODES} nodes`, measured: 'not measured here: needs root, bindfs and /dev/fuse (FUSE mounts of one spool)', target: '0 duplicates/losses, fair shares', verdict: 'n/a' }], notes: [] };
+  }
+  const d = scratch('f7');
+  const backing = path.join(d, 'backing'), arch = path.join(d, 'archive');
+  fs.mkdirSync(backing); fs.mkdirSync(arch);
+  const mounts = [];
+  const unmount = () => {
+    for (const m of mounts.splice(0)) {
+      if (spawnSync('fusermount3', ['-u', m], { stdio: 'ignore' }).status !== 0 && spawnSync('fusermount', ['-u', m], { stdio: 'ignore' }).status !== 0) spawnSync('umount', ['-l', m], { stdio: 'ignore' });
+    }
+  };
+  try {
+    for (let i = 0; i < NODES; i++) {
+      const m = path.join(d, `node${i}`);
+      fs.mkdirSync(m);
+      const r = spawnSync(bindfs, ['--no-allow-other', backing, m], { encoding: 'utf8' });
+      if (r.status !== 0) throw new Error(`bindfs failed: ${r.stderr}`);
+      mounts.push(m);
+    }
+    makeJobs(backing, N);
+    const t0 = performance.now();
+    const procs = mounts.map((m, i) => startPmjq(['--once', '-j', '2', '-o', arch], m, path.join(d, `pmjq-${i}.log`)));
+    const codes = await Promise.all(procs.map((p) => withTimeout(p.exited, 120_000 + N * 500, 'cluster node')));
+    const s = (performance.now() - t0) / 1000;
+    if (codes.some((c) => c.code !== 0)) throw new Error(`a node exited ${codes.map((c) => c.code).join(', ')}`);
+    const ends = procs.map((p) => (fs.readFileSync(p.logFile, 'utf8').match(/ event=job-end /g) ?? []).length);
+    const archived = archivedJobs(arch).length;
+    const started = ends.reduce((a, b) => a + b, 0);
+    const dup = started - archived, lost = N - archived;
+    const shares = ends.map((e) => (e / Math.max(1, started)) * 100);
+    const ok = dup === 0 && lost === 0;
+    return {
+      data: { jobs: N, nodes: NODES, seconds: s, per_node: ends, duplicates: dup, lost },
+      rows: [{
+        figure: `7 cluster, ${NODES} nodes on FUSE`,
+        measured: `${N} jobs in ${f1(s)} s = ${f1(N / s)} jobs/s; ${dup} duplicates, ${lost} lost; shares ${shares.map((x) => x.toFixed(0)).join('/')} %`,
+        target: '0 duplicates/losses, fair shares',
+        verdict: ok ? 'met' : 'MISSED',
+      }],
+      notes: [`fig 7: ${NODES} \`pmjq --once -j 2\` on ${NODES} bindfs mounts of one spool holding ${N} trivial jobs (poll mode, default settle), one shared archive; duplicates = job-end lines - archived jobs`],
+    };
+  } finally {
+    for (const p of liveProcs) killTree(p);
+    unmount();
+    rmScratch(d);
+  }
+}
+
+// ---------------------------------------------------------------- figure 8: submitting
+
+async function figSubmit() {
+  const K = O.quick ? 10 : 40;
+  const N = O.quick ? 500 : 2000;
+  const d = scratch('f8');
+  const spool = path.join(d, 'spool');
+  fs.mkdirSync(spool);
+  const ctl = path.join(path.dirname(PMJQ), 'pmjqctl.js');
+  const tools = {
+    node: () => spawnSync(process.execPath, ['-e', '0'], { stdio: 'ignore' }),
+    pmjqctl: () => spawnSync(process.execPath, [ctl, 'submit', spool, '--', 'true'], { stdio: 'ignore' }),
+  };
+  if (PEERS.tsp) {
+    const ts = tspIn(path.join(d, 'tsp'));
+    fs.mkdirSync(path.join(d, 'tsp'));
+    ts.run(['-S', '1']);
+    tools.tsp = () => spawnSync(PEERS.tsp, ['-n', 'true'], { env: ts.env, stdio: 'ignore' });
+    tools.tsp.stop = () => ts.kill();
+  }
+  if (PEERS.nq) {
+    const q = path.join(d, 'nq');
+    fs.mkdirSync(q);
+    tools.nq = () => spawnSync(PEERS.nq, ['-q', 'true'], { env: { ...process.env, NQDIR: q }, stdio: 'ignore' });
+  }
+  const times = Object.fromEntries(Object.keys(tools).map((k) => [k, []]));
+  const names = Object.keys(tools);
+  try {
+    for (let i = 0; i < K; i++) {
+      for (const k of names.map((_, j) => names[(j + i) % names.length])) {
+        const t0 = performance.now();
+        const r = tools[k]();
+        times[k].push(performance.now() - t0);
+        if (r.status !== 0) throw new Error(`${k}: exit ${r.status}`);
+      }
+    }
+  } finally {
+    for (const t of Object.values(tools)) t.stop?.();
+  }
+  // the batch form: N command lines in one call
+  const lines = Array.from({ length: N }, (_, i) => `true ${i}`).join('\n') + '\n';
+  const batchSpool = path.join(d, 'batch');
+  fs.mkdirSync(batchSpool);
+  const t0 = performance.now();
+  const b = spawnSync(process.execPath, [ctl, 'submit', batchSpool, '-l'], { input: lines, stdio: ['pipe', 'ignore', 'pipe'], encoding: 'utf8' });
+  const batchS = (performance.now() - t0) / 1000;
+  if (b.status !== 0) throw new Error(`pmjqctl submit -l: exit ${b.status}: ${b.stderr}`);
+  const made = fs.readdirSync(batchSpool).filter((f) => !f.startsWith('.')).length;
+  if (made !== N) throw new Error(`pmjqctl submit -l: ${made}/${N} jobs`);
+  rmScratch(d);
+  const med = Object.fromEntries(Object.entries(times).map(([k, v]) => [k, median(v)]));
+  const label = { node: '`node -e 0` (the floor of any Node CLI)', pmjqctl: 'pmjqctl submit SPOOL -- true', tsp: 'tsp -n true', nq: 'nq -q true' };
+  return {
+    data: { calls: K, ms: times, median_ms: med, batch: { jobs: N, seconds: batchS, jobs_per_s: N / batchS } },
+    rows: [
+      ...names.map((k) => ({
+        figure: k === names[0] ? '8 submit one job (wall time per call)' : '',
+        measured: `${label[k]}: median ${f1(med[k])} ms`,
+        target: k === 'pmjqctl' ? '<= 40 ms' : '(context)',
+        verdict: k === 'pmjqctl' ? (med[k] <= 40 ? 'met' : 'MISSED') : '',
+      })),
+      { figure: '8 submit a batch', measured: `pmjqctl submit -l: ${N} jobs in ${f2(batchS)} s = ${f1(N / batchS)} jobs/s (start-up included)`, target: '>= 2000 jobs/s', verdict: N / batchS >= 2000 ? 'met' : 'MISSED' },
+    ],
+    notes: [`fig 8: ${K} calls of each, interleaved, wall time of the whole command (process start-up included); the batch: ${N} lines \`true I\` on pmjqctl submit -l's standard input, into a spool on ${os.tmpdir()}`],
+  };
+}
+
+// ---------------------------------------------------------------- the table to paste
+
+/** The README's performance table, from this run's results: pmjq and each peer, side by side. */
+function markdownTable(results, env) {
+  const f1r = results[1], f2r = results[2], f8r = results[8];
+  const tools = ['pmjq', 'tsp', 'nq', 'parallel', 'inotifyloop', 'xargs'];
+  const lat = (k) => {
+    if (!f2r || f2r.error) return '';
+    const s = k === 'pmjq' ? f2r.inotify : f2r.peers?.[k];
+    return s ? `${f1(s.p50)} / ${f1(s.p99)}` : '—';
+  };
+  const sub = (k) => {
+    if (!f8r || f8r.error) return '';
+    const m = { pmjq: 'pmjqctl', tsp: 'tsp', nq: 'nq' }[k];
+    if (!m || f8r.median_ms?.[m] === undefined) return '—';
+    return `${f1(f8r.median_ms[m])} ms${k === 'pmjq' ? ` (batch: ${Math.round(f8r.batch.jobs_per_s)} jobs/s)` : ''}`;
+  };
+  const lines = [
+    `| tool | jobs/s (${f1r?.jobs ?? '?'} trivial jobs, 2 at a time) | pmjq ÷ tool | pickup p50 / p99 (ms) | submit one job |`,
+    '|---|---|---|---|---|',
+  ];
+  for (const k of tools) {
+    const js = f1r?.median?.[k];
+    if (js === undefined && k !== 'pmjq') continue;
+    lines.push(`| ${PEER_LABEL[k]}${k === 'pmjq' ? ' (inotify)' : ''} | ${js === undefined ? '' : f1(js)} | ${k === 'pmjq' || js === undefined ? '' : f2(f1r.ratio[k])} | ${lat(k)} | ${sub(k)} |`);
+  }
+  lines.push('', `Measured ${env.date.slice(0, 16).replace('T', ' ')} UTC${env.commit ? ` at ${env.commit}` : ''}: ${env.cpus} CPUs (${env.cpu_model ?? 'cpu?'}), node ${env.node}, ${O.quick ? '`npm run bench -- --quick`' : '`npm run bench`'}; load average ${env.loadavg_before.join(' ')} before, ${env.loadavg_after.join(' ')} after (1/5/15 min).`);
+  return lines.join('\n');
+}
+
 const FIGURES = [
   { id: 1, name: 'throughput', run: figThroughput },
   { id: 2, name: 'pickup latency', run: figLatency },
   { id: 3, name: 'backlog', run: figBacklog },
   { id: 4, name: 'idle cost', run: figIdle },
   { id: 5, name: 'heavy output', run: figHeavy },
-  { id: 6, name: 'protocol round trip', run: null, pending: 'the fd 3/4 protocol (issue 4)', target: 'median enqueue+waitjobs' },
-  { id: 7, name: 'cluster, 4 nodes', run: null, pending: 'the cluster (issue 5)', target: '0 duplicates/losses, fair shares' },
+  { id: 6, name: 'protocol round trip', run: figProtocol },
+  { id: 7, name: 'cluster, 4 nodes', run: figCluster },
+  { id: 8, name: 'submitting', run: figSubmit },
 ];
 
 // ---------------------------------------------------------------- main
@@ -785,6 +1138,7 @@ async function main() {
   fs.mkdirSync(path.dirname(O.json), { recursive: true });
   fs.writeFileSync(O.json, JSON.stringify({ env, options: O, pmjq: PMJQ, pmjq_args: EXTRA_ARGS, rows, notes, warnings, figures: results }, null, 2) + '\n');
   process.stdout.write(`- raw results: ${path.relative(process.cwd(), O.json) || O.json}\n`);
+  process.stdout.write(`\nFor the README (pmjq beside its peers):\n\n${markdownTable(results, env)}\n`);
   cleanupAll();
   process.exit(broken ? 1 : 0);
 }
