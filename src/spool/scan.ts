@@ -54,7 +54,7 @@ export const IDLE_AFTER_MS = 30_000;
 /** ... down to once every IDLE_CAP_MS, or less often with many groups: */
 export const IDLE_CAP_MS = 30_000;
 /** ... so that idle groups cost at most this many looks a second, however many there are */
-export const IDLE_LOOKS_PER_S = 0.75;
+export const IDLE_LOOKS_PER_S = 0.5;
 
 /** What a poll() did. */
 export interface Polled {
