@@ -115,5 +115,15 @@ t.test(`an idle node costs the file server at most ${BUDGET_PER_S} calls a secon
   const s2 = await pickedUp(node, 'top-job', t1, POLL_S + SETTLE_S + slack + 10);
   t.ok(s2 <= POLL_S + SETTLE_S + slack, `a job dropped at the top level: found within --poll + settle (${s2.toFixed(2)} s)`);
 
+  // a file dropped without its x bit, made executable later: a chmod changes no directory stamp,
+  // so the name is looked at again by itself (g7 is busy since the submit: every poll)
+  const plain = path.join(other, 'g7', 'late-x');
+  fs.writeFileSync(plain, '#!/bin/sh\nexit 0\n', { mode: 0o644 });
+  await sleep((2 * POLL_S + 2) * 1000); // seen, ignored, and its directory read again after its tick (dirstamp.ts)
+  const t3 = Date.now();
+  fs.chmodSync(plain, 0o755);
+  const s4 = await pickedUp(node, 'late-x', t3, POLL_S + SETTLE_S + slack + 10);
+  t.ok(s4 <= POLL_S + SETTLE_S + slack, `a file made executable after it was seen: found within --poll + settle in a busy group (${s4.toFixed(2)} s)`);
+
   for (const n of nodes) { n.kill('SIGTERM'); t.equal(await n.exited, 0, 'the node stops cleanly'); }
 });

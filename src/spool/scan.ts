@@ -35,6 +35,8 @@ interface DirState {
   entries: Map<string, Entry>;
   /** the pace of poll()'s looks at it */
   pace: Pace;
+  /** the keys of its ignored names: a chmod +x changes no directory stamp, so poll() looks at these by name */
+  ignored: Set<string>;
 }
 
 /** When poll() looks at a directory next (performance.now() times). */
@@ -76,6 +78,8 @@ export class Scanner {
   /** poll(): the top level is looked at every poll, each group at its own pace */
   private readonly topStamp = new DirStamp();
   private readonly retryPace = newPace();
+  /** performance.now() when the top level's ignored names are looked at again */
+  private nextTopRecheck = 0;
   private pollMs = 1000;
   /** NFS: a stamp is read from an open directory (an attribute cache could be out of date) */
   private openToLook = false;
@@ -143,7 +147,8 @@ export class Scanner {
    * the doorbell of `pmjqctl`, doorbell.ts) has every directory looked at at
    * once: so a job submitted with pmjqctl, or dropped at the top level or
    * into a busy group, is found within one poll; one moved by hand into a
-   * group idle for long, within idleCapMs.
+   * group idle for long, within idleCapMs. A name seen but not executable
+   * is looked at again by name (a chmod changes no directory's stamp).
    */
   poll(): Polled {
     const out: Polled = { rang: false, changed: [], looked: [] };
@@ -156,6 +161,11 @@ export class Scanner {
     if (top !== 'same') {
       if (!drain(this.topPass(scan))) { this.topStamp.reset(); return out; }
       out.changed.push('');
+    } else if (now >= this.nextTopRecheck) {
+      // the top level is looked at every poll: its ignored names at the idle pace
+      this.nextTopRecheck = now + this.idleCapMs;
+      const top = this.dirs.get('');
+      if (top) this.recheckIgnored('', top, scan);
     }
     const cap = this.idleCapMs;
     for (const [dir, state] of this.dirs) {
@@ -165,6 +175,7 @@ export class Scanner {
       // a group that went is forgotten by the top level's listing (its removal changed it)
       if (look === 'gone') continue;
       if (look !== 'same' && !drain(this.pass(dir, state, scan))) state.pace.stamp.reset();
+      if (look === 'same') this.recheckIgnored(dir, state, scan);
       if (look === 'changed') out.changed.push(dir);
       this.paced(state.pace, look, now, cap);
     }
@@ -177,6 +188,11 @@ export class Scanner {
     const look = this.retryPace.stamp.look(this.layout.retry, this.openToLook, this.fsNow(), now);
     if (look === 'changed' || look === 'unsure') this.scanRetry();
     if (look !== 'gone') this.paced(this.retryPace, look, now, cap);
+  }
+
+  /** Names seen but not jobs (not executable, yet): looked at again by name, one lstat each. */
+  private recheckIgnored(dir: string, state: DirState, scan: number): void {
+    for (const k of [...state.ignored]) this.examine(dir, state, names.fromKey(k), k, scan);
   }
 
   private paced(p: Pace, look: DirLook, now: number, cap: number): void {
@@ -234,7 +250,7 @@ export class Scanner {
   }
 
   private addDir(dir: string): DirState {
-    const state: DirState = { entries: new Map(), pace: newPace() };
+    const state: DirState = { entries: new Map(), pace: newPace(), ignored: new Set() };
     this.dirs.set(dir, state);
     return state;
   }
@@ -336,6 +352,7 @@ export class Scanner {
       if (e.listed === scan) continue;
       if (!isIgnored(e)) e.gone = true;
       state.entries.delete(k);
+      state.ignored.delete(k);
     }
   }
 
@@ -348,8 +365,10 @@ export class Scanner {
     } catch (err) {
       if (!isErrno(err, 'ENOENT')) this.log.warn('stat-failed', { file: names.display(full), error: errText(err) });
       state.entries.delete(k);
+      state.ignored.delete(k);
       return;
     }
+    state.ignored.delete(k);
     const verdict = classify(st, { ...this.ctx, topLevel: dir === '' });
     switch (verdict.kind) {
       case 'job': {
@@ -364,6 +383,7 @@ export class Scanner {
       }
       case 'ignore':
         state.entries.set(k, { ignored: true, listed: scan });
+        state.ignored.add(k);
         return;
       case 'group':
         // a directory appeared at the top level between readdir and lstat
