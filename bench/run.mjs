@@ -1062,7 +1062,7 @@ function markdownTable(results, env) {
   for (const k of tools) {
     const js = f1r?.median?.[k];
     if (js === undefined && k !== 'pmjq') continue;
-    lines.push(`| ${PEER_LABEL[k]}${k === 'pmjq' ? ' (inotify)' : ''} | ${js === undefined ? '' : f1(js)} | ${k === 'pmjq' || js === undefined ? '' : f2(f1r.ratio[k])} | ${lat(k)} | ${sub(k)} |`);
+    lines.push(`| ${k === 'pmjq' ? 'pmjq (`--once -j 2`; pickup: an inotify daemon)' : PEER_LABEL[k]} | ${js === undefined ? '' : f1(js)} | ${k === 'pmjq' || js === undefined ? '' : f2(f1r.ratio[k])} | ${lat(k)} | ${sub(k)} |`);
   }
   lines.push('', `Measured ${env.date.slice(0, 16).replace('T', ' ')} UTC${env.commit ? ` at ${env.commit}` : ''}: ${env.cpus} CPUs (${env.cpu_model ?? 'cpu?'}), node ${env.node}, ${O.quick ? '`npm run bench -- --quick`' : '`npm run bench`'}; load average ${env.loadavg_before.join(' ')} before, ${env.loadavg_after.join(' ')} after (1/5/15 min).`);
   return lines.join('\n');
