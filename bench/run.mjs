@@ -568,7 +568,7 @@ async function figLatency() {
     m.proc = startPmjq([...m.args, '-j', '2', '-o', m.arch], m.spool, path.join(d, `pmjq-${mode}.log`));
     m.samples = [];
     m.archived = new Set();
-    m.watcher = fs.watch(m.arch, (ev, f) => { if (f && f.endsWith('.json')) m.archived.add(f); });
+    m.watcher = fs.watch(m.arch, (_ev, f) => { if (f?.endsWith('.json')) m.archived.add(f); });
   }
 
   /** Drop one job by hidden name then rename; resolve with ms from rename to its first instruction. */
@@ -721,6 +721,8 @@ async function figBacklog() {
     const tail = new LogTail(logFile);
     let exited = null;
     void p.exited.then((r) => { exited = r; });
+    let peak;
+    let stopped;
     try {
       await until(`${count} completions with ${queued} queued`, () => {
         if (exited) throw new Error(`pmjq exited early (${exited.code} ${exited.signal ?? ''})\n${logTail(logFile)}`);
@@ -728,10 +730,10 @@ async function figBacklog() {
         return tail.ends.length >= count;
       }, 120_000 + count * 500, 200);
     } finally {
-      var peak = rss.stop();
-      const r = await p.stop();
-      if (r.code !== 0) throw new Error(`pmjq stopped with exit ${r.code} ${r.signal ?? ''}\n${logTail(logFile)}`);
+      peak = rss.stop();
+      stopped = await p.stop();
     }
+    if (stopped.code !== 0) throw new Error(`pmjq stopped with exit ${stopped.code} ${stopped.signal ?? ''}\n${logTail(logFile)}`);
     tail.read();
     const ends = tail.ends.slice(0, count);
     const failed = ends.filter((e) => !e.ok).length;
@@ -800,7 +802,7 @@ async function figIdle() {
     const winMs = (O.idleSeconds * 1000) / windows;
     for (const x of Object.values(D)) { x.cpu0 = cpuSeconds(x.proc.pid); x.w = []; }
     const t0 = performance.now();
-    let prev = Object.fromEntries(Object.entries(D).map(([k, x]) => [k, x.cpu0]));
+    const prev = Object.fromEntries(Object.entries(D).map(([k, x]) => [k, x.cpu0]));
     let tPrev = t0;
     for (let w = 0; w < windows; w++) {
       await sleep(winMs);

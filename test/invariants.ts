@@ -83,6 +83,8 @@ export class Ledger {
   readonly pids: string;
   private readonly jobs = new Map<string, Entry>();
   private canaries = 0;
+  /** history lines cut short by a kill -9 of their writer (tolerated: see history()) */
+  tornHistoryLines = 0;
 
   constructor(t: TestLike, readonly opts: LedgerOptions) {
     this.pids = path.join(opts.work, 'pids');
@@ -232,9 +234,19 @@ export class Ledger {
     const out: Rec[] = [];
     for (const f of list(dir)) {
       const text = fs.readFileSync(path.join(dir, f.toString()), 'utf8');
-      text.split('\n').forEach((line, i) => {
+      const lines = text.split('\n');
+      lines.forEach((line, i) => {
         if (!line) return;
-        try { out.push(JSON.parse(line) as Rec); } catch { problems.push(`history ${f.toString()}:${i + 1} is not JSON: ${line.slice(0, 80)}`); }
+        try {
+          out.push(JSON.parse(line) as Rec);
+        } catch {
+          // the last line of a file, without its newline: an append cut short by
+          // a kill -9 of its node (one write(2) can be torn on FUSE or NFS); the
+          // node is gone (a new pmjq writes a new file) and the node that
+          // recovered the job wrote the whole line in its own history
+          if (i === lines.length - 1) this.tornHistoryLines++;
+          else problems.push(`history ${f.toString()}:${i + 1} is not JSON: ${line.slice(0, 80)}`);
+        }
       });
     }
     return out;
@@ -277,7 +289,8 @@ export class Ledger {
       if (!(byId.get(String(r.id)) ?? []).some((h) => h.status === 'rejected')) mismatch.push(`rejected entry ${String(r.id)} has no history record`);
     }
     t.same(mismatch, [], `invariant: the history (${hist.length} records) matches the archive`);
-    t.same(problems, [], 'invariant: no half-written entry, record or history line');
+    t.same(problems, [], 'invariant: no half-written entry or record; no history line cut short but a dead node\'s last');
+    if (this.tornHistoryLines) t.comment(`history lines cut short by a kill -9 (their job's whole line is in the recoverer's history): ${this.tornHistoryLines}`);
 
     if (stopped) {
       const claimedRoot = path.join(this.opts.spool, '.pmjq/claimed');

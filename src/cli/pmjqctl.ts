@@ -70,6 +70,7 @@ const sleep = (ms: number, stop: Promise<unknown>): Promise<void> =>
   });
 
 /** Run a verb: CtlError → one line and its exit status (1, or 2 for bad values); UsageError → exit 2. */
+// biome-ignore lint/suspicious/noConfusingVoidType: a verb returns its exit status, or nothing for 0
 function act(verb: string, fn: (a: Args) => Promise<number | void> | number | void): (a: Args) => Promise<void> {
   return async (a) => {
     let code: number;

@@ -48,6 +48,7 @@ export class DirStamp {
       const st = openFirst ? statOpen(dir) : fs.statSync(dir, { bigint: true });
       if (st.isDirectory()) {
         stamp = `${st.dev}:${st.ino}:${st.mtimeNs}:${st.ctimeNs}:${st.size}:${st.nlink}`;
+        // biome-ignore lint/complexity/useMathMinMax: bigints (Math.max takes numbers)
         changedMs = Number((st.mtimeNs > st.ctimeNs ? st.mtimeNs : st.ctimeNs) / 1_000_000n);
       }
     } catch { /* gone, or out of reach */ }

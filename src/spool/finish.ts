@@ -329,9 +329,10 @@ export class Finisher {
       this.historyFd = fs.openSync(file, 'a');
       this.historyBytes = fs.fstatSync(this.historyFd).size;
     }
-    const line = JSON.stringify(record) + '\n';
-    fs.writeSync(this.historyFd, line);
-    this.historyBytes += Buffer.byteLength(line);
+    const line = Buffer.from(JSON.stringify(record) + '\n');
+    // one write(2) for the line; a short write (a full disk) is finished, never left to be glued to the next line
+    for (let off = 0; off < line.length;) off += fs.writeSync(this.historyFd, line, off, line.length - off);
+    this.historyBytes += line.length;
     if (this.historyBytes > HISTORY_ROTATE_BYTES) {
       // one old generation is kept; readers read both
       fs.renameSync(file, `${file}.1`);

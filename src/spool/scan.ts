@@ -426,7 +426,7 @@ export class Scanner {
       if (this.retryEntries.has(entry)) continue;
       const due = Number(entry.slice(0, entry.indexOf('.')));
       if (!Number.isFinite(due)) continue;
-      let meta;
+      let meta: JobMeta;
       try {
         meta = readMeta(path.join(this.layout.retry, entry));
       } catch (err) {
