@@ -23,6 +23,7 @@ import { Protocol, type EnqueueRequest } from './run/protocol/index.js';
 import { closeInheritedDescriptors, launch, launcher, type Launcher } from './run/launch.js';
 import type { JobOwner } from './run/owner.js';
 import { ownerOf } from './run/privileges.js';
+import { Admission, type Ticket } from './schedule/admission.js';
 import { Holds, LoadModel } from './schedule/barrier.js';
 import { Groups, type Group } from './schedule/groups.js';
 import { Hooks } from './schedule/hooks.js';
@@ -46,18 +47,15 @@ import { VERSION } from './version.js';
 interface Running {
   job: ClaimedJob;
   proc: JobProcess;
-  group: Group;
-  /** cluster_max slot held while it runs */
-  slot?: string;
+  /** its admission: the group it counts in, the cluster slot it holds */
+  ticket: Ticket;
 }
 
 /** A claimed job whose file is still being written (ETXTBSY): tried again later. */
 interface Busy {
   job: ClaimedJob;
-  group: Group;
-  tries: number;
+  ticket: Ticket;
   timer: NodeJS.Timeout;
-  slot?: string;
 }
 
 const SHARED_FS_SETTLE_MS = 2000;
@@ -97,6 +95,7 @@ export class Daemon {
   private readonly holds: Holds;
   private readonly hooks: Hooks;
   private readonly slots: Slots;
+  private readonly admission: Admission;
   private readonly membership: Membership;
   /** monotonicMs() at which the last heartbeat written in time began */
   private lastBeat = monotonicMs();
@@ -164,6 +163,10 @@ export class Daemon {
     );
     this.holds = new Holds(log);
     this.slots = new Slots(this.layout.state, this.node);
+    this.admission = new Admission({
+      limits: { load: opts.load, cpu: opts.cpu }, pollMs: opts.pollMs, load: this.load, holds: this.holds, slots: this.slots, log,
+      paused: (g) => this.paused(g), queued: () => this.groups.queued(), newId: () => this.ids.next(),
+    });
     this.protocol = new Protocol({
       enqueue: (req) => this.enqueueSub(req), kill: (id) => this.killJob(id), log,
       // chaqum(1) drives one user's job tree: no spool, no operator's groups
@@ -374,8 +377,8 @@ export class Daemon {
       if (b) {
         clearTimeout(b.timer);
         this.busy.delete(id);
-        if (b.slot) this.slots.release(b.slot);
-        this.complete(b.job, { status: 'killed', exitCode: null, signal: null, started: null, finished: new Date(), error: 'killed before it started' }, b.group);
+        b.ticket.release();
+        this.complete(b.job, { status: 'killed', exitCode: null, signal: null, started: null, finished: new Date(), error: 'killed before it started' }, b.ticket.group);
       }
       doneKill(this.layout, id);
     }
@@ -540,25 +543,18 @@ export class Daemon {
     this.pumping = true;
     try {
       while (this.opts.jobs === 0 || this.running.size < this.opts.jobs) {
-        const group = this.groups.next((g) => this.mayStart(g));
-        if (!group) break;
-        const c = group.queue.pop()!;
+        const ticket = this.groups.next((g) => this.admission.admitted(g));
+        if (!ticket) break;
+        const c = ticket.group.queue.pop()!;
         this.scanner.forget(c);
         const job = this.claim(c);
-        if (job) {
-          const slot = group.slot;
-          group.slot = undefined;
-          this.start(job, group, slot);
-        }
+        if (job) this.start(job, ticket);
+        else ticket.release();
       }
     } finally {
       this.pumping = false;
     }
-    // a cluster slot taken for a candidate that another node claimed first goes back
-    for (const g of this.groups.all()) {
-      if (g.slot !== undefined && g.peek() === undefined) { this.slots.release(g.slot); g.slot = undefined; }
-      if (g.peek() === undefined) this.slots.unwait(g.name);
-    }
+    for (const g of this.groups.all()) if (g.peek() === undefined) this.admission.idle(g);
     const waiting = this.groups.all().some((g) => g.peek() !== undefined);
     // a barrier may lift without any event: look again in a second
     if (waiting && this.holds.reason() !== null) this.recheck ??= setTimeout(() => { this.recheck = null; this.pump(); }, 1000);
@@ -566,36 +562,6 @@ export class Daemon {
     const heldBack = this.groups.all().some((g) => !this.paused(g) && g.peek() !== undefined);
     this.hooks.update(this.groups.queued() + this.settling.size + this.delayed.size, this.running.size + this.busy.size, heldBack);
     this.checkDrained();
-  }
-
-  /** The barriers of the node and of the group: a hold is logged once, and its release once. */
-  private mayStart(g: Group): boolean {
-    if (this.paused(g)) { this.holds.hold(`paused ${g.name}`, 'paused by pmjqctl', g.queue.size); return false; }
-    this.holds.release(`paused ${g.name}`);
-    const node = this.load.holds({ load: this.opts.load, cpu: this.opts.cpu });
-    if (node) { this.holds.hold('node', node, this.groups.queued()); return false; }
-    this.holds.release('node');
-    const s = g.settings;
-    const group = s.load !== undefined || s.cpu !== undefined ? this.load.holds({ load: s.load, cpu: s.cpu }) : null;
-    if (group) { this.holds.hold(`group ${g.name}`, group, g.queue.size); return false; }
-    this.holds.release(`group ${g.name}`);
-    const clusterMax = s.cluster_max;
-    if (clusterMax && g.slot === undefined) {
-      if (g.slotTurnAt !== undefined && Date.now() < g.slotTurnAt) return false; // a waiting node's turn (the next rescan tries again)
-      try {
-        g.slot = this.slots.acquire(g.name, clusterMax, this.ids.next()) ?? undefined;
-      } catch (err) {
-        this.log.error('slot-failed', { group: g.name, error: errText(err) });
-      }
-      if (g.slot === undefined) {
-        this.slots.wait(g.name);
-        this.holds.hold(`cluster ${g.name}`, `cluster_max ${clusterMax} reached`, g.queue.size);
-        return false;
-      }
-      this.slots.unwait(g.name);
-      this.holds.release(`cluster ${g.name}`);
-    }
-    return true;
   }
 
   // ---- claim ----
@@ -636,11 +602,12 @@ export class Daemon {
 
   // ---- run ----
 
-  private start(job: ClaimedJob, group: Group, slot?: string): void {
+  private start(job: ClaimedJob, ticket: Ticket): void {
     const m = job.meta;
+    const group = ticket.group;
     if (job.links > 1 && (job.links = linkCount(job)) > 1) {
-      if ((this.notReadyTries.get(job.id) ?? 0) < LINK_WAIT_TRIES) return this.notReady(job, group, slot, 'the file has a second name (a hard link): waiting for it to go');
-      if (slot) this.slots.release(slot);
+      if ((this.notReadyTries.get(job.id) ?? 0) < LINK_WAIT_TRIES) return this.notReady(job, ticket, 'the file has a second name (a hard link): waiting for it to go');
+      ticket.release();
       this.notReadyTries.delete(job.id);
       this.rejectClaimed(new ClaimRefused(job, `has ${job.links} hard links (a job file must have one name)`));
       this.schedulePump();
@@ -667,7 +634,7 @@ export class Daemon {
       r = { ok: false as const, busy: false as const, error: errText(err) };
     }
     if (r.ok) {
-      this.running.set(job.id, { job, proc, group, slot });
+      this.running.set(job.id, { job, proc, ticket });
       group.running++;
       this.load.jobStarted(job.id);
       this.protocol.jobStarted(job.id);
@@ -680,9 +647,9 @@ export class Daemon {
       void proc.ended.then((end) => this.ended(job.id, end));
       stallForTest();
     } else if (r.busy) {
-      this.notReady(job, group, slot);
+      this.notReady(job, ticket);
     } else {
-      if (slot) this.slots.release(slot);
+      ticket.release();
       this.notReadyTries.delete(job.id);
       const now = new Date();
       this.log.warn('job-start-failed', { id: job.id, name: m.name, group: m.group, error: r.error });
@@ -697,17 +664,17 @@ export class Daemon {
   }
 
   /** Someone still writes the file (ETXTBSY), or a second name is still there. Not a failure: try again, backing off to 5 s. */
-  private notReady(job: ClaimedJob, group: Group, slot?: string, reason = 'file still open for writing (ETXTBSY)'): void {
+  private notReady(job: ClaimedJob, ticket: Ticket, reason = 'file still open for writing (ETXTBSY)'): void {
     const tries = this.notReadyTries.get(job.id) ?? 0;
     this.notReadyTries.set(job.id, tries + 1);
     if (tries === 0) this.log.info('job-not-ready', { id: job.id, name: job.meta.name, reason });
     const delay = Math.min(5000, 50 * 2 ** tries);
     const timer = setTimeout(() => {
       this.busy.delete(job.id);
-      if (this.stopping) { if (slot) this.slots.release(slot); return this.requeueBusy(job); }
-      this.start(job, group, slot);
+      if (this.stopping) { ticket.release(); return this.requeueBusy(job); }
+      this.start(job, ticket);
     }, delay);
-    this.busy.set(job.id, { job, group, tries: tries + 1, timer, slot });
+    this.busy.set(job.id, { job, ticket, timer });
   }
 
   private requeueBusy(job: ClaimedJob): void {
@@ -729,19 +696,15 @@ export class Daemon {
     // the watchdog stopped it: this node was fenced, and the job may be another node's by now
     const fencedStop = r.proc.pid !== undefined && this.watchdog !== null && this.watchdog.ended(r.proc.pid);
     this.running.delete(id);
-    r.group.running--;
+    r.ticket.group.running--;
     this.load.jobEnded(id);
     if (end.busy && !fencedStop) {
-      this.notReady(r.job, r.group, r.slot);
+      this.notReady(r.job, r.ticket);
       this.schedulePump();
       return;
     }
     this.notReadyTries.delete(id);
-    if (r.slot) {
-      this.slots.release(r.slot);
-      // another node waits for this group's slots: let it have this one
-      if (this.slots.othersWait(r.group.name)) r.group.slotTurnAt = Date.now() + this.opts.pollMs * (1 + Math.random());
-    }
+    r.ticket.releaseAfterRun();
     const status: JobStatus = fencedStop ? 'interrupted'
       : end.reason === 'exit' ? (end.exitCode === 0 ? 'done' : 'failed') : end.reason;
     const outcome: Outcome = { status, exitCode: end.exitCode, signal: end.signal, started: end.started, finished: end.finished };
@@ -760,7 +723,7 @@ export class Daemon {
         else this.log.error('requeue-failed', { id, error: errText(err) });
       }
     } else {
-      this.complete(r.job, outcome, r.group);
+      this.complete(r.job, outcome, r.ticket.group);
     }
     if (fencedStop) this.fencedJobsHandled();
     // not this.pump(): spawning the next job from inside a child's exit
@@ -1010,9 +973,8 @@ export class Daemon {
     await this.watcher?.stop();
     this.protocol.close();
     for (const id of [...this.subs.keys()]) this.killJob(id);
-    for (const b of this.busy.values()) { clearTimeout(b.timer); if (b.slot) this.slots.release(b.slot); this.requeueBusy(b.job); }
-    for (const g of this.groups.all()) if (g.slot !== undefined) { this.slots.release(g.slot); g.slot = undefined; }
-    this.slots.unwaitAll();
+    for (const b of this.busy.values()) { clearTimeout(b.timer); b.ticket.release(); this.requeueBusy(b.job); }
+    this.admission.stop();
     this.busy.clear();
     if (this.running.size > 0) {
       const grace = setTimeout(() => this.interruptAll(), this.opts.graceMs);

@@ -29,10 +29,6 @@ export class Group {
   cliSettings: GroupSettings = {};
   /** from a job's `enqueue -g GROUP -m N -c C`: below the file and the command line */
   protocolSettings: GroupSettings = {};
-  /** a cluster_max slot taken for the next job of this group */
-  slot?: string;
-  /** having freed a slot that another node waits for: take none before this time (ms) */
-  slotTurnAt?: number;
 
   constructor(readonly name: string) {}
 
@@ -48,11 +44,6 @@ export class Group {
       c = this.queue.peek();
     }
     return c;
-  }
-
-  underMax(): boolean {
-    const max = this.settings.max;
-    return !max || this.running < max;
   }
 }
 
@@ -84,14 +75,19 @@ export class Groups {
     this.get(c.group).queue.push(c);
   }
 
-  /** The next group whose turn it is and that may start a job now (`mayStart` checks its barriers). */
-  next(mayStart: (g: Group) => boolean): Group | undefined {
+  /**
+   * The admission of the next group whose turn it is, that has a job queued
+   * and that `admit` lets start one now (null: held back).
+   */
+  next<T>(admit: (g: Group) => T | null): T | undefined {
     const n = this.order.length;
     for (let i = 0; i < n; i++) {
       const g = this.order[(this.cursor + i) % n]!;
-      if (g.peek() !== undefined && g.underMax() && mayStart(g)) {
+      if (g.peek() === undefined) continue;
+      const admitted = admit(g);
+      if (admitted !== null) {
         this.cursor = (this.cursor + i + 1) % n;
-        return g;
+        return admitted;
       }
     }
     return undefined;
