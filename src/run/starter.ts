@@ -1,0 +1,219 @@
+// Starter: turns a claimed job into a running process (through launch.ts,
+// as its owner, in a clean environment) and keeps the jobs running on this
+// node. A file not ready yet — still open for writing (ETXTBSY), or with a
+// second name (a hard link) — is not a failure: it is started again later,
+// backing off, holding on to its admission ticket meanwhile.
+
+import path from 'node:path';
+import type { ClaimedJob } from '../spool/claim.js';
+import { ClaimRefused, linkCount } from '../spool/claim.js';
+import type { Outcome } from '../spool/finish.js';
+import type { Layout } from '../spool/layout.js';
+import type { Ticket } from '../schedule/admission.js';
+import type { LoadModel } from '../schedule/barrier.js';
+import { errText } from '../util/fsx.js';
+import type { Logger } from '../util/log.js';
+import type { JobEnd, JobProcess } from './job-process.js';
+import { launch, type Launcher } from './launch.js';
+import { loggerLevel, parseLevel } from './levels.js';
+import type { Protocol } from './protocol/index.js';
+
+/** a claimed file with a second name waits this many not-ready rounds (50 ms doubling: 6 s) for it to go, then is rejected */
+const LINK_WAIT_TRIES = 7;
+
+export interface Running {
+  job: ClaimedJob;
+  proc: JobProcess;
+  /** its admission: the group it counts in, the cluster slot it holds */
+  ticket: Ticket;
+}
+
+/** A claimed job whose file is not ready yet: started again when `timer` fires. */
+interface NotReady {
+  job: ClaimedJob;
+  ticket: Ticket;
+  timer: NodeJS.Timeout;
+}
+
+export interface StarterDeps {
+  layout: Layout;
+  launcher: Launcher;
+  opts: { timeoutMs?: number; killGraceMs: number; tree?: string; chaqum?: boolean };
+  log: Logger;
+  load: LoadModel;
+  protocol: Protocol;
+  /** where a job's output goes */
+  logPath: (job: ClaimedJob) => string;
+  /** the fencing watchdog watches the process group (false: it watches too many) */
+  watch: (pgid: number) => boolean;
+  /** a job has started (the fencing tests stall the thread here) */
+  started: () => void;
+  /** whether the fencing watchdog stopped this process group */
+  stoppedByWatchdog: (pgid: number) => boolean;
+  /** the claimed file is not an acceptable job after all */
+  reject: (r: ClaimRefused) => void;
+  /** the job's process exited: decide what becomes of it (completion) */
+  exited: (job: ClaimedJob, ticket: Ticket, end: JobEnd, stoppedByWatchdog: boolean) => void;
+  /** the job is over without having run (it could not start, or was killed first) */
+  conclude: (job: ClaimedJob, outcome: Outcome, ticket: Ticket) => void;
+  /** a not-ready job was put back to run later (stopping) */
+  requeue: (job: ClaimedJob, why: string) => void;
+  /** a job ended or went: a scheduling pass soon */
+  changed: () => void;
+  stopping: () => boolean;
+}
+
+export class Starter {
+  readonly running = new Map<string, Running>();
+  private readonly notReady = new Map<string, NotReady>();
+  /** not-ready rounds so far per job: each is a new start, the count must outlive it */
+  private readonly notReadyTries = new Map<string, number>();
+
+  constructor(private readonly d: StarterDeps) {}
+
+  /** claimed jobs waiting for their file to be ready */
+  get notReadyCount(): number { return this.notReady.size; }
+
+  start(job: ClaimedJob, ticket: Ticket): void {
+    const { d } = this;
+    const m = job.meta;
+    if (job.links > 1 && (job.links = linkCount(job)) > 1) {
+      if ((this.notReadyTries.get(job.id) ?? 0) < LINK_WAIT_TRIES) return this.waitReady(job, ticket, 'the file has a second name (a hard link): waiting for it to go');
+      ticket.release();
+      this.notReadyTries.delete(job.id);
+      d.reject(new ClaimRefused(job, `has ${job.links} hard links (a job file must have one name)`));
+      d.changed();
+      return;
+    }
+    const proc = launch(d.launcher, {
+      id: job.id,
+      file: job.file,
+      args: m.args ?? [],
+      cwd: m.tree ?? d.layout.groupDir(m.dir),
+      owner: job.owner,
+      identity: m,
+      logPath: d.logPath(job),
+      timeoutMs: ticket.group.settings.timeout ?? d.opts.timeoutMs,
+      killGraceMs: d.opts.killGraceMs,
+      handler: d.protocol.handlerFor({ id: job.id, tree: d.opts.tree ?? m.tree ?? d.layout.groupDir(m.dir), owner: job.owner }),
+      log: d.log,
+      onLine: d.opts.chaqum ? (line) => this.jobLine(job, line) : undefined,
+    });
+    let r;
+    try {
+      r = proc.start();
+    } catch (err) {
+      r = { ok: false as const, busy: false as const, error: errText(err) };
+    }
+    if (r.ok) {
+      const running = { job, proc, ticket };
+      this.running.set(job.id, running);
+      ticket.group.running++;
+      d.load.jobStarted(job.id);
+      d.protocol.jobStarted(job.id);
+      d.log.info('job-start', { id: job.id, name: m.name, group: m.group, attempt: m.attempt, pid: proc.pid });
+      // its process group id is its pid (its own session)
+      if (proc.pid !== undefined && !d.watch(proc.pid)) {
+        d.log.error('job-unwatched', { id: job.id, error: 'the fencing watchdog watches this many jobs already: stopped' });
+        proc.kill('interrupted');
+      }
+      void proc.ended.then((end) => this.exited(running, end));
+      d.started();
+      return;
+    }
+    if (r.busy) return this.waitReady(job, ticket);
+    ticket.release();
+    this.notReadyTries.delete(job.id);
+    d.log.warn('job-start-failed', { id: job.id, name: m.name, group: m.group, error: r.error });
+    d.conclude(job, { status: 'failed', exitCode: null, signal: null, started: null, finished: new Date(), error: r.error }, ticket);
+  }
+
+  /** Kill a running job; false if it is not running here. */
+  kill(id: string): boolean {
+    const r = this.running.get(id);
+    if (!r) return false;
+    r.proc.kill('killed');
+    return true;
+  }
+
+  /** The name of a job running or waiting to start here; undefined for another node's job (or one already over). */
+  nameOf(id: string): string | undefined {
+    return (this.running.get(id) ?? this.notReady.get(id))?.job.meta.name;
+  }
+
+  /** pmjqctl kill: a job running here is killed; one waiting to start is over at once. */
+  killRequested(id: string): void {
+    const r = this.running.get(id);
+    const w = this.notReady.get(id);
+    if (r) r.proc.kill('killed');
+    if (w) {
+      clearTimeout(w.timer);
+      this.notReady.delete(id);
+      w.ticket.release();
+      this.d.conclude(w.job, { status: 'killed', exitCode: null, signal: null, started: null, finished: new Date(), error: 'killed before it started' }, w.ticket);
+    }
+  }
+
+  /** Stop every running job, marking it interrupted (it is requeued). */
+  interruptAll(): void {
+    for (const r of this.running.values()) r.proc.kill('interrupted');
+  }
+
+  /** Stopping: the jobs waiting for their file go back to run later. */
+  requeueNotReady(): void {
+    for (const w of this.notReady.values()) {
+      clearTimeout(w.timer);
+      w.ticket.release();
+      this.requeue(w.job);
+    }
+    this.notReady.clear();
+  }
+
+  /** Its process exited: a not-ready file (setpriv saw ETXTBSY) waits again; anything else is concluded. */
+  private exited(r: Running, end: JobEnd): void {
+    const id = r.job.id;
+    // the watchdog stopped it: this node was fenced, and the job may be another node's by now
+    const stopped = r.proc.pid !== undefined && this.d.stoppedByWatchdog(r.proc.pid);
+    this.running.delete(id);
+    r.ticket.group.running--;
+    this.d.load.jobEnded(id);
+    if (end.busy && !stopped) {
+      this.waitReady(r.job, r.ticket);
+      this.d.changed();
+      return;
+    }
+    this.notReadyTries.delete(id);
+    this.d.exited(r.job, r.ticket, end, stopped);
+    // not a scheduling pass now: spawning the next job from inside a child's
+    // exit handling starves libuv's timers (measured: 38 s late after 10 s of
+    // back-to-back jobs with fd 3/4 pipes); from the check phase it does not
+    this.d.changed();
+  }
+
+  /** chaqum mode: a job's output line in the log, at the level its prefix gives. */
+  private jobLine(job: ClaimedJob, line: string): void {
+    const { level, text } = parseLevel(line);
+    this.d.log.log(loggerLevel(level), 'output', { id: job.id, job: path.basename(job.file), level: level ?? undefined, line: text });
+  }
+
+  /** Someone still writes the file (ETXTBSY), or a second name is still there. Not a failure: try again, backing off to 5 s. */
+  private waitReady(job: ClaimedJob, ticket: Ticket, reason = 'file still open for writing (ETXTBSY)'): void {
+    const tries = this.notReadyTries.get(job.id) ?? 0;
+    this.notReadyTries.set(job.id, tries + 1);
+    if (tries === 0) this.d.log.info('job-not-ready', { id: job.id, name: job.meta.name, reason });
+    const delay = Math.min(5000, 50 * 2 ** tries);
+    const timer = setTimeout(() => {
+      this.notReady.delete(job.id);
+      if (this.d.stopping()) { ticket.release(); return this.requeue(job); }
+      this.start(job, ticket);
+    }, delay);
+    this.notReady.set(job.id, { job, ticket, timer });
+  }
+
+  private requeue(job: ClaimedJob): void {
+    // it never ran: the attempt it used is given back
+    job.meta.attempt--;
+    this.notReadyTries.delete(job.id);
+    this.d.requeue(job, 'not started: file still being written');
+  }
+}
