@@ -92,7 +92,7 @@ export class Fencing {
 
   /** Whether the watchdog stopped this process group (it was one of ours when the node was fenced). */
   stoppedByWatchdog(pgid: number): boolean {
-    return this.watchdog !== null && this.watchdog.ended(pgid);
+    return this.watchdog !== null && this.watchdog.exited(pgid);
   }
 
   /** A job the watchdog stopped was put back to run again. */

@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { ClaimedEntry } from '../spool/claim.js';
-import { endedOutcome, type Finisher, type Outcome } from '../spool/finish.js';
+import { notedOutcome, type Finisher, type Outcome } from '../spool/finish.js';
 import { META_FILE, hostName, parseNodeId, type Layout } from '../spool/layout.js';
 import { readMeta, type JobMeta } from '../spool/meta.js';
 import { errText, isErrno, removeTree } from '../util/fsx.js';
@@ -83,7 +83,7 @@ export function recoverNode(
       if (meta.script !== undefined) {
         // a sub-job lives in memory: its parent is requeued and enqueues it again
         const now = new Date();
-        finisher.finish({ id: meta.id, dir, file: meta.script, meta }, {
+        finisher.archive({ id: meta.id, dir, file: meta.script, meta }, {
           status: 'interrupted', exitCode: null, signal: null, started: null, finished: now, error: `node ${dead} died; sub-jobs are not requeued (their parent is)`,
         });
         continue;
@@ -100,7 +100,7 @@ export function recoverNode(
       // the archive until its log and record are there too): a whole entry
       // stays and the job is done; a half entry goes, and the job is
       // archived again below (outcome known) or runs again
-      const whole = finisher.settleHalfArchived(job, dead);
+      const whole = finisher.repairHalfArchived(job, dead);
       if (whole !== null) {
         log.info('archive-recovered', { id: meta.id, node: dead, archive: whole.archive });
         continue;
@@ -108,9 +108,9 @@ export function recoverNode(
       if (meta.ended) {
         // it ran to its end and only its archive step failed: archive it with
         // that outcome, never run it again
-        const outcome = endedOutcome(meta.ended);
+        const outcome = notedOutcome(meta.ended);
         try {
-          const rec = finisher.finish(job, outcome);
+          const rec = finisher.archive(job, outcome);
           log.info('archive-recovered', { id: meta.id, node: dead, archive: rec.archive });
         } catch (err) {
           if (!unfinished) throw err;
@@ -123,7 +123,7 @@ export function recoverNode(
       const now = new Date();
       const outcome = { status: 'interrupted' as const, exitCode: null, signal: null, started: null, finished: now, error: `node ${dead} died` };
       if (exhausted(meta)) {
-        const rec = finisher.finish(job, { ...outcome, status: 'failed', error: `node ${dead} died while running it, and it has been interrupted too often (attempt ${meta.attempt})` });
+        const rec = finisher.archive(job, { ...outcome, status: 'failed', error: `node ${dead} died while running it, and it has been interrupted too often (attempt ${meta.attempt})` });
         log.warn('job-end', { id: meta.id, name: meta.name, group: meta.group, status: 'failed', error: rec.error, archive: rec.archive });
       } else {
         finisher.requeue(job, now.getTime(), `interrupted: node ${dead} died`, outcome);

@@ -103,11 +103,11 @@ export class Watchdog {
   }
 
   /**
-   * A job's process has ended: true if the watchdog stopped it (the node was
+   * A job's process has exited: true if the watchdog stopped it (the node was
    * fenced). Its process group is watched a kill grace longer while it has
    * members left (the job's leftovers, which get SIGKILL then).
    */
-  ended(pgid: number): boolean {
+  exited(pgid: number): boolean {
     const slot = this.slotOf.get(pgid);
     if (slot === undefined) return false;
     const stopped = Atomics.load(this.cells, slot) < 0n;

@@ -85,7 +85,7 @@ function killRetrying(layout: Layout, id: string, entryDir: string, o: KillOptio
   const finisher = new Finisher(layout, node, { archive: dest, keep: Infinity, keepAgeMs: Infinity });
   let record: JobRecord;
   try {
-    record = finisher.finish({ id, dir: taken, file: path.join(taken, meta.file), meta }, {
+    record = finisher.archive({ id, dir: taken, file: path.join(taken, meta.file), meta }, {
       status: 'killed', exitCode: null, signal: null, started: null, finished: new Date(),
       error: `killed by pmjqctl while waiting for attempt ${meta.attempt}`,
     });

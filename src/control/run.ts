@@ -141,7 +141,7 @@ async function runClaimed(layout: Layout, job: ClaimedJob, node: string, finishe
     throw new CtlError(`${q(m.name)} is still being written (ETXTBSY): left in the queue`);
   }
   if (!r.ok) {
-    const record = finisher.finish(job, { status: 'failed', exitCode: null, signal: null, started: null, finished: new Date(), error: r.error });
+    const record = finisher.archive(job, { status: 'failed', exitCode: null, signal: null, started: null, finished: new Date(), error: r.error });
     return { record, exitCode: 1 };
   }
   o.onStart?.(job, node);
@@ -172,7 +172,7 @@ async function runClaimed(layout: Layout, job: ClaimedJob, node: string, finishe
   const outcome: Outcome = { status, exitCode: end.exitCode, signal: end.signal, started: end.started, finished: end.finished };
   let record: JobRecord;
   try {
-    record = finisher.finish(job, outcome);
+    record = finisher.archive(job, outcome);
   } catch (err) {
     throw new CtlError(`job ${m.id} ended (${status}) but could not be archived: ${errText(err)}; it stays in ${q(job.dir)} and a daemon recovers it`);
   }

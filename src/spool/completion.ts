@@ -96,7 +96,7 @@ export class Completion {
     if (outcome.status !== 'done') this.failures++;
     let record: JobRecord;
     try {
-      record = d.finisher.finish(job, outcome);
+      record = d.finisher.archive(job, outcome);
     } catch (err) {
       if (this.lostToRecovery(job)) {
         // we were taken for dead (fenced too late?) and another node requeued it
@@ -108,7 +108,7 @@ export class Completion {
         kept_in: job.dir, retry: 'the archive step is tried again every poll interval',
       });
       // should we stop (or die) before it is archived, the next pmjq archives it: it never runs again
-      try { d.finisher.markEnded(job, outcome); } catch { /* without the note it would be requeued */ }
+      try { d.finisher.noteOutcome(job, outcome); } catch { /* without the note it would be requeued */ }
       this.keepUnarchived(job, outcome);
       return;
     }
@@ -150,7 +150,7 @@ export class Completion {
         continue;
       }
       try {
-        const rec = d.finisher.finish(p.job, p.outcome);
+        const rec = d.finisher.archive(p.job, p.outcome);
         d.log.info('archive-recovered', { id: p.job.id, archive: rec.archive });
       } catch {
         this.unarchived.push(p);

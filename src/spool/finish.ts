@@ -51,7 +51,7 @@ export class Finisher {
    * disk, permissions): the job then stays in its claimed directory, intact,
    * and the caller tries again later.
    */
-  finish(job: ClaimedEntry, outcome: Outcome): JobRecord {
+  archive(job: ClaimedEntry, outcome: Outcome): JobRecord {
     const meta = job.meta;
     const dest = outcome.status === 'done' ? this.opts.archive : this.opts.errors ?? this.opts.archive;
     const record = this.record(meta, outcome);
@@ -115,7 +115,7 @@ export class Finisher {
    * Otherwise the half entry is removed, so that the archive holds no file
    * without its record, and null returned.
    */
-  settleHalfArchived(job: ClaimedEntry, dead: string): JobRecord | null {
+  repairHalfArchived(job: ClaimedEntry, dead: string): JobRecord | null {
     const st = fs.statSync(job.file);
     const name = nameBytes(job.meta);
     for (const dest of this.dests()) {
@@ -173,7 +173,7 @@ export class Finisher {
    * Note in the claimed directory how a job ended whose archive step failed,
    * so that a node recovering it archives it rather than running it again.
    */
-  markEnded(job: ClaimedEntry, o: Outcome): void {
+  noteOutcome(job: ClaimedEntry, o: Outcome): void {
     const ended: NonNullable<JobMeta['ended']> = {
       status: o.status, exit_code: o.exitCode, signal: o.signal,
       started: o.started?.toISOString() ?? null, finished: o.finished.toISOString(),
@@ -278,7 +278,7 @@ export class Finisher {
    * job uses, and the entry is a hard link to that copy: like the claimed
    * file on one filesystem, the staging copy stays until the entry is whole
    * and the claimed file gone, so a node that dies in between leaves an
-   * entry that recovery finds by inode (settleHalfArchived), not an orphan.
+   * entry that recovery finds by inode (repairHalfArchived), not an orphan.
    */
   private archiveJobFile(job: ClaimedEntry, dest: string, when: Date): { base: Buffer; staged: boolean } | null {
     let src: PathLike = job.file;
@@ -288,7 +288,7 @@ export class Finisher {
       if (!sidesFree(base)) continue;
       try {
         // linked, not moved: the job file leaves its claimed directory only
-        // once its log and record are beside it in the archive (finish), so
+        // once its log and record are beside it in the archive (archive()), so
         // a node dying in between leaves a job that recovery can undo and rerun
         fs.linkSync(src, base);
         return { base, staged: src !== job.file };
@@ -380,8 +380,8 @@ function archiveName(dest: string, meta: JobMeta, when: Date, n: number, reserve
   return names.join(dest, Buffer.concat([prefix, name]));
 }
 
-/** The outcome markEnded noted. */
-export function endedOutcome(e: NonNullable<JobMeta['ended']>): Outcome {
+/** The outcome noteOutcome noted. */
+export function notedOutcome(e: NonNullable<JobMeta['ended']>): Outcome {
   return {
     status: e.status as JobStatus, exitCode: e.exit_code, signal: e.signal,
     started: e.started === null ? null : new Date(e.started), finished: new Date(e.finished),

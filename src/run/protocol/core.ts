@@ -240,7 +240,7 @@ export class Core {
 
   // ---- waiting ----
 
-  /** The job's wait settled. */
+  /** The job's wait was answered. */
   unbusy(self: Live, w: Wait): void {
     if (self.busy !== w) return;
     self.busy = null;
@@ -257,15 +257,15 @@ export class Core {
     return r.resolve;
   }
 
-  /** Starts the timeout of a wait, or settles it at once when nothing is left to wait for. */
+  /** Starts the timeout of a wait, or answers it at once when nothing is left to wait for. */
   arm(self: Live, w: Wait, timeoutMs: number | undefined): void {
     if (w.remaining === 0 || (w.first && w.outcomes.size > 0) || timeoutMs === 0) {
-      w.settle();
+      w.answer();
       return;
     }
     self.busy = w;
     this.waiting++;
-    if (timeoutMs !== undefined) w.timer = setTimeout(() => w.settle(), timeoutMs);
+    if (timeoutMs !== undefined) w.timer = setTimeout(() => w.answer(), timeoutMs);
   }
 
   // ---- messages ----

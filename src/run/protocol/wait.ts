@@ -1,15 +1,15 @@
-// A pending `waitjobs`/`wait`/`killjobs`/`waitrecv`: it settles when the
-// items it waits for end, or at its timeout, and answers
+// A pending `waitjobs`/`wait`/`killjobs`/`waitrecv`: it is answered when
+// the items it waits for end, or at its timeout, with
 // `S ID OUTCOME …` in the order asked, leaving out the ids `pending` does
 // not know (unknown ids, and those of another family, look the same).
 
 export class Wait {
   readonly outcomes = new Map<string, string>();
-  /** the waiter sets it is in, to leave them when it settles */
+  /** the waiter sets it is in, to leave them once answered */
   readonly sets: Set<Wait>[] = [];
   timer: NodeJS.Timeout | null = null;
   remaining = 0;
-  settled = false;
+  answered = false;
 
   constructor(
     readonly ids: string[],
@@ -27,28 +27,29 @@ export class Wait {
 
   /** An item it waits for ended with `outcome`. */
   done(id: string, outcome: string): void {
-    if (this.settled || this.outcomes.has(id)) return;
+    if (this.answered || this.outcomes.has(id)) return;
     this.outcomes.set(id, outcome);
     this.remaining--;
-    if (this.first || this.remaining <= 0) this.settle();
+    if (this.first || this.remaining <= 0) this.answer();
   }
 
-  settle(): void {
-    if (this.settled) return;
+  /** Answer with the outcomes known now (`T` for an item still pending). */
+  answer(): void {
+    if (this.answered) return;
     let answer = 'S';
     for (const id of this.ids) {
       const o = this.outcomes.get(id) ?? (this.pending(id) ? 'T' : undefined);
       if (o !== undefined) answer += ` ${id} ${o}`;
     }
-    this.finish(answer);
+    this.reply(answer);
   }
 
   cancel(answer: string): void {
-    if (!this.settled) this.finish(answer);
+    if (!this.answered) this.reply(answer);
   }
 
-  private finish(answer: string): void {
-    this.settled = true;
+  private reply(answer: string): void {
+    this.answered = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     for (const s of this.sets) s.delete(this);
