@@ -92,7 +92,7 @@ export class Fencing {
 
   /** Whether the watchdog stopped this process group (it was one of ours when the node was fenced). */
   stoppedByWatchdog(pgid: number): boolean {
-    return this.watchdog !== null && this.watchdog.exited(pgid);
+    return this.watchdog?.exited(pgid) ?? false;
   }
 
   /** A job the watchdog stopped was put back to run again. */

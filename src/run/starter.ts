@@ -13,7 +13,7 @@ import type { Ticket } from '../schedule/admission.js';
 import type { LoadModel } from '../schedule/barrier.js';
 import { errText } from '../util/fsx.js';
 import type { Logger } from '../util/log.js';
-import type { JobEnd, JobProcess } from './job-process.js';
+import type { JobEnd, JobProcess, StartResult } from './job-process.js';
 import { launch, type Launcher } from './launch.js';
 import { loggerLevel, parseLevel } from './levels.js';
 import type { Protocol } from './protocol/index.js';
@@ -78,7 +78,10 @@ export class Starter {
     const { d } = this;
     const m = job.meta;
     if (job.links > 1 && (job.links = linkCount(job)) > 1) {
-      if ((this.notReadyTries.get(job.id) ?? 0) < LINK_WAIT_TRIES) return this.waitReady(job, ticket, 'the file has a second name (a hard link): waiting for it to go');
+      if ((this.notReadyTries.get(job.id) ?? 0) < LINK_WAIT_TRIES) {
+        this.waitReady(job, ticket, 'the file has a second name (a hard link): waiting for it to go');
+        return;
+      }
       ticket.release();
       this.notReadyTries.delete(job.id);
       d.reject(new ClaimRefused(job, `has ${job.links} hard links (a job file must have one name)`));
@@ -99,7 +102,7 @@ export class Starter {
       log: d.log,
       onLine: d.opts.chaqum ? (line) => this.jobLine(job, line) : undefined,
     });
-    let r;
+    let r: StartResult;
     try {
       r = proc.start();
     } catch (err) {
@@ -121,7 +124,10 @@ export class Starter {
       d.started();
       return;
     }
-    if (r.busy) return this.waitReady(job, ticket);
+    if (r.busy) {
+      this.waitReady(job, ticket);
+      return;
+    }
     ticket.release();
     this.notReadyTries.delete(job.id);
     d.log.warn('job-start-failed', { id: job.id, name: m.name, group: m.group, error: r.error });
@@ -204,7 +210,11 @@ export class Starter {
     const delay = Math.min(5000, 50 * 2 ** tries);
     const timer = setTimeout(() => {
       this.notReady.delete(job.id);
-      if (this.d.stopping()) { ticket.release(); return this.requeue(job); }
+      if (this.d.stopping()) {
+        ticket.release();
+        this.requeue(job);
+        return;
+      }
       this.start(job, ticket);
     }, delay);
     this.notReady.set(job.id, { job, ticket, timer });
