@@ -37,6 +37,7 @@ import { Completion } from './spool/completion.js';
 import { Finisher } from './spool/finish.js';
 import { Intake } from './spool/intake.js';
 import { DEFAULT_GROUP, IdMaker, Layout, makeNodeId } from './spool/layout.js';
+import { ringDoorbell } from './spool/doorbell.js';
 import { Scanner, type Polled } from './spool/scan.js';
 import { StateCheck } from './spool/state-check.js';
 import { Watcher, detectWatchMode, type WatchMode } from './spool/watch.js';
@@ -89,6 +90,8 @@ export class Daemon {
   private nfs = false;
   private pumping = false;
   private pumpQueued = false;
+  /** performance.now() of the last doorbell rung for work left waiting */
+  private bellAt = -Infinity;
   private resolveDone!: (code: number) => void;
 
   constructor(private readonly opts: DaemonOptions, private readonly log: Logger) {
@@ -317,8 +320,24 @@ export class Daemon {
     if (waiting && this.holds.reason() !== null) this.recheck ??= setTimeout(() => { this.recheck = null; this.pump(); }, 1000);
     // paused groups are the operator's choice, not saturation
     const heldBack = this.groups.all().some((g) => !this.inbox.paused(g.name) && g.peek() !== undefined);
+    if (heldBack) this.announceBacklog();
     this.hooks.update(this.groups.queued() + this.intake.unsteadyCount + this.intake.delayedCount, running.size + this.starter.notReadyCount, heldBack);
     this.checkDrained();
+  }
+
+  /**
+   * Work this node found but leaves waiting (its -j, a barrier, cluster_max)
+   * is announced on a shared spool, at most once a poll: other nodes look at
+   * a quiet group only rarely (Scanner.poll), and would otherwise leave a
+   * burst to the one node that saw it first. The doorbell makes them look
+   * everywhere at their next poll.
+   */
+  private announceBacklog(): void {
+    if (this.mode !== 'poll') return;
+    const now = performance.now();
+    if (now - this.bellAt < this.opts.pollMs) return;
+    this.bellAt = now;
+    ringDoorbell(this.layout.spool);
   }
 
   // ---- lifetime ----
