@@ -60,7 +60,7 @@ async function setup(t: Test, lost: (src: string) => boolean): Promise<{ spool: 
 function candidate(spool: string, name: string): Candidate {
   const st = fs.statSync(path.join(spool, name));
   return {
-    group: 'default', dir: '', name: Buffer.from(name), key: name, mtimeMs: st.mtimeMs, size: st.size, seenUid: st.uid,
+    group: 'default', dir: '', name: Buffer.from(name), key: name, orderMs: st.mtimeMs, mtimeMs: st.mtimeMs, size: st.size, seenUid: st.uid,
     seenAt: Date.now(), gone: false, listed: 0,
   };
 }
@@ -94,7 +94,7 @@ t.test('claim from retry/: a rename that succeeded but reported ENOENT is a clai
   const meta = { id: 'ID3', name: 'job3', file: 'job3', group: 'default', dir: '', owner: 0, created: new Date().toISOString(), claimed: new Date().toISOString(), node: 'dead', attempt: 2, parent: null };
   fs.writeFileSync(path.join(entry, '.job.json'), JSON.stringify(meta));
   fs.writeFileSync(path.join(entry, 'job3'), '#!/bin/sh\n', { mode: 0o755 });
-  const c: Candidate = { group: 'default', dir: '', name: Buffer.from('job3'), key: 'job3', mtimeMs: 1000, size: 0, seenUid: 0, seenAt: Date.now(), gone: false, listed: 0, retry: { entry: '1000.ID3', meta } };
+  const c: Candidate = { group: 'default', dir: '', name: Buffer.from('job3'), key: 'job3', orderMs: 1000, mtimeMs: 0, size: 0, seenUid: 0, seenAt: Date.now(), gone: false, listed: 0, retry: { entry: '1000.ID3', meta, dueMs: 1000 } };
   const job = claim.claimFromRetry(layout, 'nodeA', c, new Date(), CTX);
   t.equal(lostCount(), 1, 'the rename of the retry entry did report ENOENT');
   t.ok(job, 'the claim returns the job');

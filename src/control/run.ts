@@ -99,7 +99,7 @@ export async function runManual(layout: Layout, o: RunOptions): Promise<RunResul
     const now = new Date();
     const id = new IdMaker().next(now.getTime());
     const c: Candidate = {
-      group: groupOf(dir), dir, name, key: names.key(name), mtimeMs: st.mtimeMs, size: st.size, seenUid: st.uid, seenAt: Date.now(), gone: false, listed: 0,
+      group: groupOf(dir), dir, name, key: names.key(name), orderMs: st.mtimeMs, mtimeMs: st.mtimeMs, size: st.size, seenUid: st.uid, seenAt: Date.now(), gone: false, listed: 0,
     };
     try {
       job = claimFromSpool(layout, node, id, c, now, { asRoot, allowRoot: o.allowRoot });

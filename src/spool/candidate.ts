@@ -13,7 +13,9 @@ export interface Candidate {
   name: Name;
   /** names.key(name): the map key */
   key: string;
-  /** order within a group: oldest first (mtime, then name) */
+  /** order within its group, oldest first (then by name): a file's mtime, a retry's creation, a sub-job's enqueueing */
+  orderMs: number;
+  /** a spool file's mtime when last looked at, to tell whether it still changes (--settle); 0 for the others */
   mtimeMs: number;
   size: number;
   /** the owner the scan saw: a guess for the metadata only; who runs it is decided after the claim */
@@ -24,13 +26,13 @@ export interface Candidate {
   gone: boolean;
   /** the scanner's pass that last listed it: a name a pass does not list is forgotten */
   listed: number;
-  /** for a job waiting in .pmjq/retry: the entry's directory name and its metadata */
-  retry?: { entry: string; meta: JobMeta };
+  /** for a job waiting in .pmjq/retry: the entry's directory name, its metadata and when it is due */
+  retry?: { entry: string; meta: JobMeta; dueMs: number };
   /** for a sub-job enqueued by a job over fd 3: it exists only in memory until it runs */
   sub?: { id: string; script: string; args: string[]; parent: string | null; tree: string; owner: JobOwner };
 }
 
 export function olderFirst(a: Candidate, b: Candidate): boolean {
-  if (a.mtimeMs !== b.mtimeMs) return a.mtimeMs < b.mtimeMs;
+  if (a.orderMs !== b.orderMs) return a.orderMs < b.orderMs;
   return a.key < b.key;
 }

@@ -62,14 +62,11 @@ export class Intake {
   /** A candidate the scanner found (or a retry now due). */
   found(c: Candidate): void {
     this.d.groupFor(c.dir);
-    // the scanner gives a retry entry its due time as mtimeMs
-    if (c.retry && c.mtimeMs > Date.now()) {
-      this.delayed.push({ c, dueMs: c.mtimeMs });
+    if (c.retry && c.retry.dueMs > Date.now()) {
+      this.delayed.push({ c, dueMs: c.retry.dueMs });
       this.armDelayed();
       return;
     }
-    // a retry is ordered by when its job was first created
-    if (c.retry) c.mtimeMs = Date.parse(c.retry.meta.created) || c.mtimeMs;
     const wait = c.retry || c.sub ? 0 : this.stillFor(c);
     if (wait > 0) {
       // On shared filesystems ETXTBSY does not cross nodes: a file is taken
@@ -96,7 +93,7 @@ export class Intake {
     const now = Date.now();
     const c: Candidate = {
       group: g.name, dir: '', name: Buffer.from(path.basename(req.script)), key: id,
-      mtimeMs: now, size: 0, seenUid: owner.uid, seenAt: now, gone: false, listed: 0,
+      orderMs: now, mtimeMs: 0, size: 0, seenUid: owner.uid, seenAt: now, gone: false, listed: 0,
       sub: { id, script: req.script, args: req.args, parent: req.parent || null, tree: req.tree, owner },
     };
     this.subs.set(id, c);
@@ -170,6 +167,7 @@ export class Intake {
       if (st.size !== c.size || st.mtimeMs !== c.mtimeMs) {
         c.size = st.size;
         c.mtimeMs = st.mtimeMs;
+        c.orderMs = st.mtimeMs;
         this.unsteady.set(c, now);
         next = Math.min(next, this.stillFor(c));
         continue;

@@ -374,7 +374,7 @@ export class Scanner {
       case 'job': {
         const c: Candidate = {
           group: groupOf(dir), dir, name, key: k,
-          mtimeMs: st.mtimeMs, size: st.size, seenUid: st.uid,
+          orderMs: st.mtimeMs, mtimeMs: st.mtimeMs, size: st.size, seenUid: st.uid,
           seenAt: Date.now(), gone: false, listed: scan,
         };
         state.entries.set(k, c);
@@ -397,14 +397,14 @@ export class Scanner {
   }
 
   /**
-   * A job waiting in retry/ as a candidate. Its order key is its due time
-   * until it is due; the scheduler then orders it by its creation time.
+   * A job waiting in retry/ as a candidate: due at `due`, ordered among its group's
+   * jobs by its creation time.
    */
   addRetry(entry: string, due: number, meta: JobMeta): void {
     const c: Candidate = {
       group: meta.group, dir: meta.dir, name: Buffer.from(meta.file), key: entry,
-      mtimeMs: due, size: 0, seenUid: meta.owner, seenAt: Date.now(), gone: false, listed: 0,
-      retry: { entry, meta },
+      orderMs: Date.parse(meta.created) || due, mtimeMs: 0, size: 0, seenUid: meta.owner, seenAt: Date.now(), gone: false, listed: 0,
+      retry: { entry, meta, dueMs: due },
     };
     this.retryEntries.set(entry, c);
     this.events.found(c);
