@@ -9,16 +9,16 @@ cd "$(dirname "$0")/.."
 have() { command -v "$1" >/dev/null 2>&1; }
 
 need=""
-have groff || need="$need groff-base"              # test/docs: man pages lint
-have man || need="$need man-db"                    # test/docs: man pages render
+have groff || need="$need groff-base"              # test/project/docs: man pages lint
+have man || need="$need man-db"                    # test/project/docs: man pages render
 { have setpriv && have unshare; } || need="$need util-linux"  # jobs as their owners; cluster mounts
 have bindfs || need="$need bindfs"                 # cluster and fault tests: one spool, many mounts
 have fusermount3 || need="$need fuse3"
-[ -x /usr/bin/chromium ] || need="$need chromium"  # test/http-browser: the dashboard
-have strace || need="$need strace"                 # test/fault-archive: fault injection
+[ -x /usr/bin/chromium ] || need="$need chromium"  # test/http/browser: the dashboard
+have strace || need="$need strace"                 # test/spool/archive-faults: fault injection
 have python3 || need="$need python3"               # protocol tests: Python jobs
-have systemd-analyze || need="$need systemd"       # test/service: systemd-analyze verify
-have zsh || need="$need zsh"                       # test/completion: zsh -n
+have systemd-analyze || need="$need systemd"       # test/project/service: systemd-analyze verify
+have zsh || need="$need zsh"                       # test/cli/completion: zsh -n
 
 if [ -n "$need" ]; then
   if [ "$(id -u)" = 0 ] && have apt-get; then
@@ -41,4 +41,6 @@ fi
 node_modules/.bin/tsc -p tsconfig.json
 # tap only strips the tests' types: check them
 node_modules/.bin/tsc -p tsconfig.check.json
+# and lint them with the sources (biome.json)
+node_modules/.bin/biome lint
 exec node_modules/.bin/tap "$@"

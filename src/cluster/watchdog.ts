@@ -162,7 +162,7 @@ function groupAlive(pgid: number): boolean {
 }
 
 /**
- * Test-only (test/cluster-hung-mount.test.ts): with PMJQ_TEST_BLOCK_MS=N in
+ * Test-only (test/cluster/hung-mount.test.ts): with PMJQ_TEST_BLOCK_MS=N in
  * its environment, a daemon blocks its main thread for N ms at its first job
  * start — an event loop starved for longer than the lease.
  */

@@ -1,0 +1,77 @@
+// Fast in-process tests of the recovery of a dead node's claimed area, on a
+// real scratch spool, without any daemon: what the end-to-end kill -9 tests
+// reach only by chance.
+
+import fs from 'node:fs';
+import path from 'node:path';
+import t from 'tap';
+import { recoverNode } from '../../src/cluster/recovery.js';
+import { Finisher } from '../../src/spool/finish.js';
+import { Layout } from '../../src/spool/layout.js';
+import type { JobMeta } from '../../src/spool/meta.js';
+import { Logger } from '../../src/util/log.js';
+import { scratch } from '../helpers/helpers.js';
+
+const T0 = 1_700_000_000_000;
+
+/** A dead node's claimed area with one job in it, as a daemon leaves it. */
+function deadNodeJob(layout: Layout, dead: string, meta: Partial<JobMeta> = {}): JobMeta {
+  const m: JobMeta = {
+    id: `${dead}.1.000.0`, name: 'job', file: 'job', group: 'default', dir: '', owner: 0,
+    created: new Date(T0).toISOString(), claimed: new Date(T0).toISOString(), node: dead, attempt: 1, parent: null, ...meta,
+  };
+  const dir = path.join(layout.claimed(dead), m.id);
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(path.join(dir, '.job.json'), JSON.stringify(m));
+  fs.writeFileSync(path.join(dir, 'job'), '#!/bin/sh\n', { mode: 0o755 });
+  fs.writeFileSync(path.join(dir, '.log'), 'half a run\n');
+  return m;
+}
+
+function setup(t: Parameters<typeof scratch>[0]): { layout: Layout; finisher: Finisher; log: Logger; lines: string[]; records: () => Record<string, unknown>[] } {
+  const { spool, archive } = scratch(t);
+  const layout = new Layout(spool);
+  layout.create('me.1.1');
+  const lines: string[] = [];
+  const log = new Logger({ write: (l) => { lines.push(l); } });
+  const records = (): Record<string, unknown>[] =>
+    fs.readdirSync(archive).filter((f) => f.endsWith('.json')).map((f) => JSON.parse(fs.readFileSync(path.join(archive, f), 'utf8')) as Record<string, unknown>);
+  return { layout, finisher: new Finisher(layout, 'me.1.1', { archive, keep: Infinity, keepAgeMs: Infinity }), log, lines, records };
+}
+
+t.test('recovery: a dead node\'s job goes back for another attempt, interrupted, its log kept', async (t) => {
+  const { layout, finisher, log, lines } = setup(t);
+  const m = deadNodeJob(layout, 'otherhost.42.1');
+  t.equal(recoverNode(layout, 'me.1.1', 'otherhost.42.1', finisher, log), 1, 'one job requeued');
+  t.notOk(fs.existsSync(layout.claimed('otherhost.42.1')), 'the dead node\'s area is gone');
+  const entries = fs.readdirSync(layout.retry);
+  t.same(entries, [`0.${m.id}`], 'in retry/, due at once');
+  const meta = JSON.parse(fs.readFileSync(path.join(layout.retry, entries[0]!, '.job.json'), 'utf8')) as JobMeta;
+  t.match(meta, { attempt: 2, interrupted: 1, previous: 'interrupted: node otherhost.42.1 died' }, 'attempt 2, one interruption');
+  t.equal(fs.readFileSync(path.join(layout.retry, entries[0]!, '.log'), 'utf8'), 'half a run\n', 'its log goes with it');
+  t.ok(lines.some((l) => / event=recovered node=otherhost\.42\.1 requeued=1 /.test(l)), 'logged');
+  t.equal(recoverNode(layout, 'me.1.1', 'otherhost.42.1', finisher, log), null, 'a second taker gets nothing');
+});
+
+t.test('recovery: a job interrupted too often is archived as failed, not run again', async (t) => {
+  const { layout, finisher, log, records } = setup(t);
+  deadNodeJob(layout, 'otherhost.43.1', { attempt: 4, interrupted: 3 });
+  t.equal(recoverNode(layout, 'me.1.1', 'otherhost.43.1', finisher, log, (meta) => (meta.interrupted ?? 0) >= 3), 0, 'none requeued');
+  t.same(fs.readdirSync(layout.retry), [], 'nothing in retry/');
+  t.match(records(), [{ status: 'failed', attempt: 4, error: /interrupted too often/ }], 'archived as failed, saying why');
+});
+
+t.test('recovery: a job that ended but was not archived is archived with its outcome, never run again', async (t) => {
+  const { layout, finisher, log, records } = setup(t);
+  deadNodeJob(layout, 'otherhost.44.1', { ended: { status: 'done', exit_code: 0, signal: null, started: new Date(T0).toISOString(), finished: new Date(T0 + 5).toISOString() } });
+  t.equal(recoverNode(layout, 'me.1.1', 'otherhost.44.1', finisher, log), 0, 'none requeued');
+  t.same(fs.readdirSync(layout.retry), [], 'nothing in retry/');
+  t.match(records(), [{ status: 'done', exit_code: 0 }], 'archived with the outcome it had');
+});
+
+t.test('recovery: metadata naming a path outside its entry is refused and left for an operator', async (t) => {
+  const { layout, finisher, log, lines } = setup(t);
+  deadNodeJob(layout, 'otherhost.45.1', { file: '../../../../etc/passwd' });
+  t.equal(recoverNode(layout, 'me.1.1', 'otherhost.45.1', finisher, log), 0, 'none requeued');
+  t.ok(lines.some((l) => / event=recover-failed .*not a plain file name/.test(l)), 'one line says why');
+});
