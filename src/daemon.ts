@@ -8,7 +8,7 @@
 //   claim     spool/claimer.ts     moves a candidate into this node's claimed area (one rename)
 //   launch    run/starter.ts       starts it as its owner (run/launch.ts), keeps it while it runs
 //   complete  spool/completion.ts  decides what its end means: retry, requeue or archive
-//   archive   spool/finish.ts      writes its record and moves it to done/ or failed/
+//   archive   spool/finish.ts      links it into the archive (or errors) with its log and record; history
 //
 // and beside them: cluster/fencing.ts (heartbeat, watchdog, recovery of
 // stale nodes), spool/state-check.ts (an untrusted .pmjq), control/inbox.ts
