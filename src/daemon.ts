@@ -37,7 +37,7 @@ import { Completion } from './spool/completion.js';
 import { Finisher } from './spool/finish.js';
 import { Intake } from './spool/intake.js';
 import { DEFAULT_GROUP, IdMaker, Layout, makeNodeId } from './spool/layout.js';
-import { ringDoorbell } from './spool/doorbell.js';
+import { BacklogBell } from './spool/doorbell.js';
 import { Scanner, type Polled } from './spool/scan.js';
 import { StateCheck } from './spool/state-check.js';
 import { Watcher, detectWatchMode, type WatchMode } from './spool/watch.js';
@@ -80,6 +80,8 @@ export class Daemon {
   /** who --init's script runs as: the operator's, pmjq's own user */
   private readonly selfOwner: JobOwner = ownerOf(this.uid, process.getgid?.() ?? 0);
   private mode: WatchMode = 'inotify';
+  /** poll mode: announces work this node leaves waiting */
+  private backlogBell: BacklogBell | null = null;
   private recheck: NodeJS.Timeout | null = null;
   private stopping = false;
   /** performance.now() before which the inotify-mode safety scan is not due */
@@ -90,8 +92,6 @@ export class Daemon {
   private nfs = false;
   private pumping = false;
   private pumpQueued = false;
-  /** performance.now() of the last doorbell rung for work left waiting */
-  private bellAt = -Infinity;
   private resolveDone!: (code: number) => void;
 
   constructor(private readonly opts: DaemonOptions, private readonly log: Logger) {
@@ -195,6 +195,7 @@ export class Daemon {
     this.stateCheck.prepare();
     const detected = detectWatchMode(this.layout.spool);
     this.mode = o.watch === 'auto' ? detected.mode : o.watch;
+    if (this.mode === 'poll') this.backlogBell = new BacklogBell(this.layout.spool, o.pollMs);
     this.intake.settleMs = o.settleMs ?? (detected.mode === 'poll' ? SHARED_FS_SETTLE_MS : 0);
     this.nfs = detected.fsType === 'nfs';
     this.scanner.pacing(o.pollMs, this.nfs);
@@ -320,24 +321,9 @@ export class Daemon {
     if (waiting && this.holds.reason() !== null) this.recheck ??= setTimeout(() => { this.recheck = null; this.pump(); }, 1000);
     // paused groups are the operator's choice, not saturation
     const heldBack = this.groups.all().some((g) => !this.inbox.paused(g.name) && g.peek() !== undefined);
-    if (heldBack) this.announceBacklog();
+    if (heldBack) this.backlogBell?.ring();
     this.hooks.update(this.groups.queued() + this.intake.unsteadyCount + this.intake.delayedCount, running.size + this.starter.notReadyCount, heldBack);
     this.checkDrained();
-  }
-
-  /**
-   * Work this node found but leaves waiting (its -j, a barrier, cluster_max)
-   * is announced on a shared spool, at most once a poll: other nodes look at
-   * a quiet group only rarely (Scanner.poll), and would otherwise leave a
-   * burst to the one node that saw it first. The doorbell makes them look
-   * everywhere at their next poll.
-   */
-  private announceBacklog(): void {
-    if (this.mode !== 'poll') return;
-    const now = performance.now();
-    if (now - this.bellAt < this.opts.pollMs) return;
-    this.bellAt = now;
-    ringDoorbell(this.layout.spool);
   }
 
   // ---- lifetime ----
@@ -398,7 +384,7 @@ export class Daemon {
     const running = [...this.starter.running.values()];
     if (running.length > 0) {
       const grace = setTimeout(() => this.starter.interruptAll(), this.opts.graceMs);
-      await Promise.all(running.map((r) => r.proc.ended));
+      await Promise.all(running.map((r) => r.proc.exited));
       // let the exit handlers archive or requeue
       await new Promise((resolve) => setImmediate(resolve));
       clearTimeout(grace);

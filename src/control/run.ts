@@ -150,11 +150,11 @@ async function runClaimed(layout: Layout, job: ClaimedJob, node: string, finishe
   const out = new LevelRenderer(o.sink, o.style, o.raw);
   let offset = 0;
   let ended: JobEnd | null = null;
-  void proc.ended.then((e) => { ended = e; });
+  void proc.exited.then((e) => { ended = e; });
   void o.stop?.then(() => proc.kill('killed'));
   let lastKillCheck = 0;
   while (ended === null) {
-    await Promise.race([proc.ended, new Promise((res) => setTimeout(res, 100))]);
+    await Promise.race([proc.exited, new Promise((res) => setTimeout(res, 100))]);
     offset = await readFrom(logPath, offset, out);
     if (Date.now() - lastKillCheck > 500) {
       lastKillCheck = Date.now();

@@ -65,11 +65,12 @@ export class JobProcess {
   private killTimer: NodeJS.Timeout | null = null;
   private logSizeBefore = 0;
   started = new Date(0);
-  readonly ended: Promise<JobEnd>;
-  private resolveEnded!: (end: JobEnd) => void;
+  /** resolves once the process has exited (with how it ended) */
+  readonly exited: Promise<JobEnd>;
+  private resolveExited!: (end: JobEnd) => void;
 
   constructor(private readonly spec: JobSpec) {
-    this.ended = new Promise((resolve) => { this.resolveEnded = resolve; });
+    this.exited = new Promise((resolve) => { this.resolveExited = resolve; });
   }
 
   get pid(): number | undefined { return this.child?.pid; }
@@ -138,7 +139,7 @@ export class JobProcess {
       setTimeout(() => { if (signalGroup(pid, 0)) signalGroup(pid, 'SIGKILL'); }, this.spec.killGraceMs).unref();
     }
     const busy = Boolean(this.spec.runAs?.setpriv) && code === 126 && this.setprivFoundBusy();
-    this.resolveEnded({ exitCode: code, signal, reason: this.reason, started: this.started, finished, busy });
+    this.resolveExited({ exitCode: code, signal, reason: this.reason, started: this.started, finished, busy });
   }
 
   /** setpriv exits 126 with "Text file busy" when the job file is still open for writing. */

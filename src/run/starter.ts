@@ -120,7 +120,7 @@ export class Starter {
         d.log.error('job-unwatched', { id: job.id, error: 'the fencing watchdog watches this many jobs already: stopped' });
         proc.kill('interrupted');
       }
-      void proc.ended.then((end) => this.exited(running, end));
+      void proc.exited.then((end) => this.exited(running, end));
       d.started();
       return;
     }

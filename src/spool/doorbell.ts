@@ -19,3 +19,23 @@ export function ringDoorbell(spool: string): void {
     fs.rmdirSync(bell);
   } catch { /* not allowed here, or gone: the idle pace finds it */ }
 }
+
+/**
+ * Work a node found but leaves waiting (its -j, a barrier, cluster_max) is
+ * announced on a shared spool, at most once a poll: other nodes look at a
+ * quiet group only rarely (Scanner.poll), and would otherwise leave a burst
+ * to the one node that saw it first.
+ */
+export class BacklogBell {
+  /** performance.now() of the last ring */
+  private at = -Infinity;
+
+  constructor(private readonly spool: string, private readonly everyMs: number) {}
+
+  ring(): void {
+    const now = performance.now();
+    if (now - this.at < this.everyMs) return;
+    this.at = now;
+    ringDoorbell(this.spool);
+  }
+}

@@ -214,7 +214,7 @@ export class TestHost implements ProtocolHost {
     job.proc = proc;
     if (g) g.running++;
     this.protocol.jobStarted(job.id);
-    void proc.ended.then((end) => {
+    void proc.exited.then((end) => {
       job.end = end;
       if (g) g.running--;
       this.protocol.jobEnded(job.id, end.exitCode, end.reason === 'killed' || end.reason === 'timeout', end.signal);
