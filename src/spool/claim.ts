@@ -37,7 +37,7 @@ export interface ClaimedJob extends ClaimedEntry {
    * the claimed file's link count: a job file has one name. A second one is
    * either a submitter's hidden temporary name, about to go (link, then
    * unlink), or another user's way to reach the file: the job waits for it
-   * to go, and is rejected if it does not (see Daemon.start, linkCount).
+   * to go, and is rejected if it does not (run/starter.ts, linkCount).
    */
   links: number;
 }
