@@ -32,6 +32,7 @@ import { Holds, LoadModel } from './schedule/barrier.js';
 import { GroupSettingsFiles } from './schedule/group-settings.js';
 import { Groups } from './schedule/groups.js';
 import { Hooks } from './schedule/hooks.js';
+import { pruneGroupAreas } from './spool/claimed.js';
 import { Claimer } from './spool/claimer.js';
 import { Completion } from './spool/completion.js';
 import { Finisher } from './spool/finish.js';
@@ -393,6 +394,7 @@ export class Daemon {
     this.fencing.stop();
     this.finisher.close();
     // our claimed area is empty unless something could not be archived or requeued
+    pruneGroupAreas(this.layout.claimed(this.node));
     try { fs.rmdirSync(this.layout.claimed(this.node)); } catch { /* not empty: recovered by the next pmjq */ }
     this.log.info('stopped', { node: this.node, finished: this.completion.archivedCount, failed: this.completion.failures });
     this.resolveDone(code);

@@ -184,7 +184,7 @@ export class Fencing {
     try {
       const exhausted = (m: { interrupted?: number }): boolean => (m.interrupted ?? 0) >= MAX_INTERRUPTIONS;
       recoverNode(d.layout, d.node, dead, d.finisher, d.log, exhausted, (job, outcome) => {
-        d.log.error('archive-failed', { id: job.id, name: job.meta.name, node: dead, kept_in: job.dir, retry: 'the archive step is tried again every poll interval' });
+        d.log.error('archive-failed', { id: job.id, name: job.meta.name, node: dead, kept_in: job.dir ?? job.file, retry: 'the archive step is tried again every poll interval' });
         d.keepUnarchived(job, outcome);
       });
       const freed = d.slots.releaseNode(dead);

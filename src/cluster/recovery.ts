@@ -5,10 +5,10 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
-import type { ClaimedEntry } from '../spool/claim.js';
+import { type ClaimedEntry, dirEntry, listArea, pruneGroupAreas } from '../spool/claimed.js';
 import { notedOutcome, type Finisher, type Outcome } from '../spool/finish.js';
-import { META_FILE, hostName, parseNodeId, type Layout } from '../spool/layout.js';
-import { readMeta, type JobMeta } from '../spool/meta.js';
+import { hostName, parseNodeId, type Layout } from '../spool/layout.js';
+import type { JobMeta } from '../spool/meta.js';
 import { errText, isErrno, removeTree } from '../util/fsx.js';
 import type { Logger } from '../util/log.js';
 
@@ -67,35 +67,31 @@ export function recoverNode(
   }
   const killed = killLeftovers(dead);
   let requeued = 0;
-  for (const id of fs.readdirSync(taken)) {
-    const dir = path.join(taken, id);
+  for (const item of listArea(taken, dead)) {
+    if (item.kind === 'leftover') {
+      // a claim cut short before its rename (the job is still queued where
+      // it was), or a log without its job
+      removeTree(item.path);
+      continue;
+    }
     try {
-      let meta: JobMeta;
-      try {
-        meta = readMeta(dir);
-      } catch (err) {
-        // a claim cut short before its rename (the metadata is written
-        // first, the job file moved in last): the job is still queued where
-        // it was, and this directory holds nothing else
-        if (fs.readdirSync(dir).every((f) => f === META_FILE)) { removeTree(dir); continue; }
-        throw err;
-      }
+      if (!item.entry) throw new Error(item.error ?? 'unreadable');
+      const job = item.entry;
+      const meta = job.meta;
       if (meta.script !== undefined) {
         // a sub-job lives in memory: its parent is requeued and enqueues it again
         const now = new Date();
-        finisher.archive({ id: meta.id, dir, file: meta.script, meta }, {
+        finisher.archive(job, {
           status: 'interrupted', exitCode: null, signal: null, started: null, finished: now, error: `node ${dead} died; sub-jobs are not requeued (their parent is)`,
         });
         continue;
       }
-      const file = path.join(dir, meta.file);
-      if (!fs.existsSync(file)) {
+      if (!fs.existsSync(job.file)) {
         // it had finished and was archived; only the cleanup was missing
         finisher.dropStaging(meta.id);
-        removeTree(dir);
+        removeTree(item.path);
         continue;
       }
-      const job: ClaimedEntry = { id: meta.id, dir, file, meta };
       // died while archiving it (the job file is linked, or copied, into
       // the archive until its log and record are there too): a whole entry
       // stays and the job is done; a half entry goes, and the job is
@@ -105,7 +101,7 @@ export function recoverNode(
         log.info('archive-recovered', { id: meta.id, node: dead, archive: whole.archive });
         continue;
       }
-      if (meta.ended) {
+      if (meta.ended && job.dir !== null) {
         // it ran to its end and only its archive step failed: archive it with
         // that outcome, never run it again
         const outcome = notedOutcome(meta.ended);
@@ -115,8 +111,8 @@ export function recoverNode(
         } catch (err) {
           if (!unfinished) throw err;
           const mine = path.join(layout.claimed(me), meta.id);
-          fs.renameSync(dir, mine);
-          unfinished({ id: meta.id, dir: mine, file: path.join(mine, meta.file), meta }, outcome);
+          fs.renameSync(job.dir, mine);
+          unfinished(dirEntry(mine, meta), outcome);
         }
         continue;
       }
@@ -130,9 +126,10 @@ export function recoverNode(
         requeued++;
       }
     } catch (err) {
-      log.error('recover-failed', { node: dead, job: dir, error: errText(err) });
+      log.error('recover-failed', { node: dead, job: item.path, error: errText(err) });
     }
   }
+  pruneGroupAreas(taken);
   try { fs.rmdirSync(taken); } catch (err) { log.warn('recover-incomplete', { dir: taken, error: errText(err) }); }
   log.info('recovered', { node: dead, requeued, killed });
   return requeued;

@@ -4,6 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { isHidden } from '../spool/classify.js';
+import { findInArea } from '../spool/claimed.js';
 import { REJECT_FILE, type Layout } from '../spool/layout.js';
 import { readMeta, type JobMeta } from '../spool/meta.js';
 import type { JobRecord } from '../spool/record.js';
@@ -11,7 +12,7 @@ import { readHistory } from './history.js';
 import { parseRetryEntry } from './state.js';
 
 export type Located =
-  | { state: 'running'; id: string; node: string; dir: string; meta: JobMeta | null }
+  | { state: 'running'; id: string; node: string; dir: string; log: string; meta: JobMeta | null }
   | { state: 'retrying'; id: string; entry: string; dir: string; due: number; meta: JobMeta | null }
   | { state: 'rejected'; id: string; dir: string; record: JobRecord | null }
   | { state: 'finished'; id: string; record: JobRecord };
@@ -24,13 +25,11 @@ function tryMeta(dir: string): JobMeta | null {
   try { return readMeta(dir); } catch { return null; }
 }
 
-/** The claimed directory of a running job, on whichever node: one stat per node. */
-export function findRunning(layout: Layout, id: string): { node: string; dir: string } | null {
+/** A running job, on whichever node (dir: its claimed directory, or its flat entry). */
+export function findRunning(layout: Layout, id: string): { node: string; dir: string; log: string; meta: JobMeta | null } | null {
   for (const node of list(layout.claimedRoot)) {
-    const dir = path.join(layout.claimed(node), id);
-    try {
-      if (fs.statSync(dir).isDirectory()) return { node, dir };
-    } catch { /* not here */ }
+    const found = findInArea(layout.claimed(node), node, id);
+    if (found) return { node, dir: found.path, log: found.log, meta: found.entry?.meta ?? null };
   }
   return null;
 }
@@ -51,7 +50,7 @@ export function latestRecord(layout: Layout, id: string): JobRecord | null {
 /** Where job `id` is now; null when the spool has never heard of it. */
 export function locate(layout: Layout, id: string, withHistory = true): Located | null {
   const run = findRunning(layout, id);
-  if (run) return { state: 'running', id, ...run, meta: tryMeta(run.dir) };
+  if (run) return { state: 'running', id, ...run };
   const retry = findRetrying(layout, id);
   if (retry) return { state: 'retrying', id, ...retry, meta: tryMeta(retry.dir) };
   const rej = path.join(layout.rejected, id);

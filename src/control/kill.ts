@@ -16,6 +16,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Finisher } from '../spool/finish.js';
 import { hostName, makeNodeId, type Layout } from '../spool/layout.js';
+import { dirEntry } from '../spool/claimed.js';
 import { readMeta } from '../spool/meta.js';
 import type { JobRecord, JobStatus } from '../spool/record.js';
 import { formatDuration } from '../util/duration.js';
@@ -85,7 +86,7 @@ function killRetrying(layout: Layout, id: string, entryDir: string, o: KillOptio
   const finisher = new Finisher(layout, node, { archive: dest, keep: Infinity, keepAgeMs: Infinity });
   let record: JobRecord;
   try {
-    record = finisher.archive({ id, dir: taken, file: path.join(taken, meta.file), meta }, {
+    record = finisher.archive(dirEntry(taken, meta), {
       status: 'killed', exitCode: null, signal: null, started: null, finished: new Date(),
       error: `killed by pmjqctl while waiting for attempt ${meta.attempt}`,
     });

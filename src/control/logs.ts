@@ -141,7 +141,7 @@ export async function logs(layout: Layout, id: string, o: LogsOptions): Promise<
       await r.end();
       return { state: 'retrying', record: null };
     case 'running': {
-      const logPath = path.join(where.dir, LOG_FILE);
+      const logPath = where.log;
       let offset = await readFrom(logPath, 0, r);
       if (!o.follow) { await r.end(); return { state: 'running', record: null }; }
       const attempt = where.meta?.attempt;

@@ -230,7 +230,7 @@ function collect(s: SpoolState, want: Set<JobState>, groups: Set<string> | null)
           created: m?.created ?? null, since: m?.claimed ?? null, age_ms: elapsed, duration_ms: elapsed,
           eta_ms: med !== null && elapsed !== null && med > elapsed ? Math.round(med - elapsed) : null,
           info: info || null,
-          path: m ? (m.script ?? path.join(r.dir, m.file)) : null, log: path.join(r.dir, LOG_FILE),
+          path: r.file, log: r.log,
         },
         state: 'running', q: null, order: claimed ?? 0,
       });

@@ -15,6 +15,7 @@ import { closeInheritedDescriptors, launch, launcher } from '../run/launch.js';
 import { SETTINGS_FILE, readSettingsFile } from '../schedule/settings.js';
 import type { Candidate } from '../spool/candidate.js';
 import { ClaimRefused, claimFromSpool, linkCount, type ClaimedJob } from '../spool/claim.js';
+import { pruneGroupAreas } from '../spool/claimed.js';
 import { inGroupDir } from '../spool/groupdir.js';
 import { classify } from '../spool/classify.js';
 import { Finisher, type Outcome } from '../spool/finish.js';
@@ -113,6 +114,7 @@ export async function runManual(layout: Layout, o: RunOptions): Promise<RunResul
   } finally {
     finisher.close();
     heartbeat.stop();
+    pruneGroupAreas(layout.claimed(node));
     try { fs.rmdirSync(layout.claimed(node)); } catch { /* a job that could not be archived stays: the daemons recover it */ }
   }
 }
@@ -174,7 +176,7 @@ async function runClaimed(layout: Layout, job: ClaimedJob, node: string, finishe
   try {
     record = finisher.archive(job, outcome);
   } catch (err) {
-    throw new CtlError(`job ${m.id} ended (${status}) but could not be archived: ${errText(err)}; it stays in ${q(job.dir)} and a daemon recovers it`);
+    throw new CtlError(`job ${m.id} ended (${status}) but could not be archived: ${errText(err)}; it stays in ${q(job.dir ?? job.file)} and a daemon recovers it`);
   }
   const sig = end.signal ? os.constants.signals[end.signal as NodeJS.Signals] : undefined;
   return { record, exitCode: end.exitCode ?? (sig !== undefined ? 128 + sig : 1) };
@@ -184,6 +186,6 @@ async function runClaimed(layout: Layout, job: ClaimedJob, node: string, finishe
 function putBack(layout: Layout, job: ClaimedJob): void {
   try {
     inGroupDir(layout, job.meta.dir, (where) => moveNoReplace(job.file, names.join(where, nameBytes(job.meta))));
-    removeTree(job.dir);
+    removeTree(job.dir ?? job.log);
   } catch { /* left claimed: recovered by a daemon */ }
 }

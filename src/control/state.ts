@@ -17,6 +17,7 @@ import type { GroupSettings } from '../schedule/groups.js';
 import { SETTINGS_FILE, readSettingsFile } from '../schedule/settings.js';
 import { isHidden } from '../spool/classify.js';
 import { DEFAULT_GROUP, REJECT_FILE, groupOf, hostName, parseNodeId, type Layout } from '../spool/layout.js';
+import { listArea } from '../spool/claimed.js';
 import { readMeta, type JobMeta } from '../spool/meta.js';
 import * as names from '../spool/names.js';
 import type { JobRecord } from '../spool/record.js';
@@ -56,8 +57,11 @@ export interface NodeInfo {
 export interface RunningJob {
   id: string;
   node: string;
-  /** .pmjq/claimed/NODE/ID */
+  /** where it is claimed: .pmjq/claimed/NODE/ID=DIR=NAME (its file), or the directory .pmjq/claimed/NODE/ID */
   dir: string;
+  /** the job file (a sub-job's script); null when its metadata cannot be read */
+  file: string | null;
+  log: string;
   meta: JobMeta | null;
 }
 
@@ -252,10 +256,9 @@ function tryMeta(dir: string): JobMeta | null {
 export function readRunning(layout: Layout): RunningJob[] {
   const out: RunningJob[] = [];
   for (const node of list(layout.claimedRoot)) {
-    const nd = layout.claimed(node);
-    for (const id of list(nd)) {
-      const dir = path.join(nd, id);
-      out.push({ id, node, dir, meta: tryMeta(dir) });
+    for (const item of listArea(layout.claimed(node), node)) {
+      if (item.kind !== 'job') continue;
+      out.push({ id: item.id, node, dir: item.path, file: item.entry?.file ?? null, log: item.log, meta: item.entry?.meta ?? null });
     }
   }
   return out;

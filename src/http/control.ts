@@ -164,7 +164,7 @@ export class SpoolControl implements Control {
     const read = (file: string | null | undefined): LogTail | null => (file ? tail(file, tailBytes) : null);
     switch (l.state) {
       case 'running':
-        return { id, state: 'running', node: l.node, meta: l.meta, record: null, log: read(path.join(l.dir, LOG_FILE)) };
+        return { id, state: 'running', node: l.node, meta: l.meta, record: null, log: read(l.log) };
       case 'retrying':
         return { id, state: 'retrying', node: l.meta?.node ?? null, meta: l.meta, record: null, log: read(path.join(l.dir, LOG_FILE)) };
       case 'rejected':

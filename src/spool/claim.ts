@@ -1,6 +1,7 @@
 // Claiming: one atomic rename moves a queued job into this node's claimed
-// area. Of several nodes racing for one file exactly one rename succeeds;
-// the others get ENOENT and move on. No lock files.
+// area (claimed.ts: under its own name beside its log, nothing else made).
+// Of several nodes racing for one file exactly one rename succeeds; the
+// others get ENOENT and move on. No lock files.
 //
 // Who the job runs as is decided here, after the rename, from the file
 // actually claimed: it now lies in a directory only the daemon can write,
@@ -10,6 +11,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Candidate } from './candidate.js';
+import { type ClaimedEntry, dirEntry, flatEntry, flatLogName, groupArea } from './claimed.js';
 import { classify, type ClassifyContext } from './classify.js';
 import { inGroupDir } from './groupdir.js';
 import { META_FILE, type Layout } from './layout.js';
@@ -19,15 +21,7 @@ import type { JobOwner } from '../run/owner.js';
 import { ownerOf } from '../run/privileges.js';
 import { isErrno, writeFileAtomic } from '../util/fsx.js';
 
-/** A claimed job's place on disk: all that archiving, requeueing and recovery need. */
-export interface ClaimedEntry {
-  id: string;
-  /** .pmjq/claimed/NODE/ID */
-  dir: string;
-  /** path of the job file inside dir (what is executed) */
-  file: string;
-  meta: JobMeta;
-}
+export type { ClaimedEntry } from './claimed.js';
 
 /** A claimed job ready to run. */
 export interface ClaimedJob extends ClaimedEntry {
@@ -54,14 +48,13 @@ export class ClaimRefused extends Error {
  * (regular, executable, not setuid/setgid, writable by its owner only,
  * root's only with --allow-root), and its link count.
  */
-function claimedOwner(job: ClaimedEntry, ctx: Omit<ClassifyContext, 'topLevel'>): { owner: JobOwner; links: number } {
-  const st = fs.lstatSync(job.file);
+function claimedOwner(job: ClaimedEntry, ctx: Omit<ClassifyContext, 'topLevel'>, st = fs.lstatSync(job.file)): { owner: JobOwner; links: number } {
   const verdict = classify(st, { ...ctx, topLevel: false });
   if (verdict.kind !== 'job') throw new ClaimRefused(job, verdict.kind === 'reject' ? verdict.reason : verdict.kind === 'ignore' ? verdict.why : 'a directory');
   if (job.meta.owner !== st.uid) {
     // the scan saw another owner: the metadata must say who really runs it
     job.meta.owner = st.uid;
-    writeMeta(job.dir, job.meta);
+    if (job.dir !== null) writeMeta(job.dir, job.meta);
   }
   // not root: every job runs as pmjq's own user, whoever owns the file
   const owner = ctx.asRoot ? ownerOf(st.uid, st.gid) : ownerOf(process.getuid?.() ?? st.uid, process.getgid?.() ?? st.gid);
@@ -87,12 +80,62 @@ function claimedFileName(name: names.Name): string {
  * first; throws ClaimRefused when the file claimed is not an acceptable job.
  */
 export function claimFromSpool(layout: Layout, node: string, id: string, c: Candidate, now: Date, ctx: Omit<ClassifyContext, 'topLevel'>): ClaimedJob | null {
+  const area = layout.claimed(node);
+  const logName = flatLogName(id, c.name);
+  const sub = groupArea(c.dir);
+  const where = path.join(area, sub);
+  const dst = logName === null || Buffer.byteLength(sub) > 255 ? null : path.join(where, names.display(c.name));
+  // the directory form when the name does not fit, or a job of that name is claimed here already
+  if (dst === null || exists(dst)) return claimIntoDir(layout, node, id, c, now, ctx);
+  // the log first: a flat job is never without the id its log's name holds
+  const log = path.join(where, logName!);
+  createLog(where, log);
+  if (!renameIn(layout, c, dst)) {
+    fs.rmSync(log, { force: true });
+    return null;
+  }
+  const st = fs.lstatSync(dst);
+  const job = flatEntry(area, node, c.dir, path.basename(dst), id, st);
+  return { ...job, ...claimedOwner(job, ctx, st) };
+}
+
+/** An empty log, in its group's part of the area (made on its first job). */
+function createLog(where: string, log: string): void {
+  try {
+    fs.closeSync(fs.openSync(log, 'wx', 0o644));
+  } catch (err) {
+    if (!isErrno(err, 'ENOENT')) throw err;
+    fs.mkdirSync(where, { mode: 0o755 });
+    fs.closeSync(fs.openSync(log, 'wx', 0o644));
+  }
+}
+
+/** The rename that claims: false when the file is gone (another node took it) or its group directory is no longer one. */
+function renameIn(layout: Layout, c: Candidate, dst: string): boolean {
+  try {
+    inGroupDir(layout, c.dir, (where) => fs.renameSync(names.join(where, c.name), dst));
+    return true;
+  } catch (err) {
+    // On NFS a retransmitted rename can fail with ENOENT although the first
+    // transmission succeeded: then the file is already at the destination.
+    if (isErrno(err, 'ENOENT') && exists(dst)) return true;
+    // gone, or its group directory is no longer one (a symlink now: the scan rejects it)
+    if (isErrno(err, 'ENOENT', 'ELOOP', 'ENOTDIR')) return false;
+    throw err;
+  }
+}
+
+/**
+ * The directory form, for a name the flat entry cannot hold (not UTF-8, or
+ * too long): the metadata is written before the rename, so that the claimed
+ * job is never found without it.
+ */
+function claimIntoDir(layout: Layout, node: string, id: string, c: Candidate, now: Date, ctx: Omit<ClassifyContext, 'topLevel'>): ClaimedJob | null {
   const dir = path.join(layout.claimed(node), id);
-  const file = claimedFileName(c.name);
   const meta: JobMeta = {
     id,
     ...nameFields(c.name),
-    file,
+    file: claimedFileName(c.name),
     group: c.group,
     dir: c.dir,
     owner: c.seenUid,
@@ -102,24 +145,16 @@ export function claimFromSpool(layout: Layout, node: string, id: string, c: Cand
     attempt: 1,
     parent: null,
   };
-  // The metadata is written before the rename, so a claimed job is never
-  // found without it (recovery needs its group and attempt).
-  const dst = path.join(dir, file);
   fs.mkdirSync(dir);
+  let claimed = false;
   try {
     writeMeta(dir, meta);
-    inGroupDir(layout, c.dir, (where) => fs.renameSync(names.join(where, c.name), dst));
-  } catch (err) {
-    // On NFS a retransmitted rename can fail with ENOENT although the first
-    // transmission succeeded: then the file is already at the destination.
-    if (!(isErrno(err, 'ENOENT') && exists(dst))) {
-      fs.rmSync(dir, { recursive: true, force: true });
-      // gone, or its group directory is no longer one (a symlink now: the scan rejects it)
-      if (isErrno(err, 'ENOENT', 'ELOOP', 'ENOTDIR')) return null;
-      throw err;
-    }
+    claimed = renameIn(layout, c, path.join(dir, meta.file));
+  } finally {
+    if (!claimed) fs.rmSync(dir, { recursive: true, force: true });
   }
-  const job = { id, dir, file: dst, meta };
+  if (!claimed) return null;
+  const job = dirEntry(dir, meta);
   return { ...job, ...claimedOwner(job, ctx) };
 }
 
@@ -154,7 +189,7 @@ export function claimSub(layout: Layout, node: string, c: Candidate, now: Date):
     fs.rmSync(dir, { recursive: true, force: true });
     throw err;
   }
-  return { id: sub.id, dir, file: sub.script, meta, owner, links: 1 };
+  return { ...dirEntry(dir, meta), owner, links: 1 };
 }
 
 /** Claim a job waiting in the retry area: the whole entry directory moves in one rename. */
@@ -175,7 +210,7 @@ export function claimFromRetry(layout: Layout, node: string, c: Candidate, now: 
   }
   const meta: JobMeta = { ...r.meta, node, claimed: now.toISOString() };
   writeFileAtomic(path.join(dir, META_FILE), JSON.stringify(meta) + '\n');
-  const job = { id, dir, file: path.join(dir, meta.file), meta };
+  const job = dirEntry(dir, meta);
   return { ...job, ...claimedOwner(job, ctx) };
 }
 

@@ -61,7 +61,7 @@ export class Claimer {
       const rec = this.finisher.rejectClaimed(r.job, r.reason);
       this.log.warn('rejected', { file, group: r.job.meta.group, reason: r.reason, moved_to: rec?.archive, when: 'after the claim' });
     } catch (err) {
-      this.log.error('reject-failed', { file, reason: r.reason, error: errText(err), kept_in: r.job.dir });
+      this.log.error('reject-failed', { file, reason: r.reason, error: errText(err), kept_in: r.job.dir ?? r.job.file });
     }
   }
 }

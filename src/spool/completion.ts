@@ -103,12 +103,13 @@ export class Completion {
         d.log.error('job-lost-to-recovery', { id: job.id, name: job.meta.name, error: 'its claimed directory was taken over by another node; that node requeued it' });
         return;
       }
+      // should we stop (or die) before it is archived, the next pmjq archives it: it never runs again
+      // (a flat entry becomes a directory to hold the note)
+      try { d.finisher.noteOutcome(job, outcome); } catch { /* without the note it would be requeued */ }
       d.log.error('archive-failed', {
         id: job.id, name: job.meta.name, error: errText(err),
-        kept_in: job.dir, retry: 'the archive step is tried again every poll interval',
+        kept_in: job.dir ?? job.file, retry: 'the archive step is tried again every poll interval',
       });
-      // should we stop (or die) before it is archived, the next pmjq archives it: it never runs again
-      try { d.finisher.noteOutcome(job, outcome); } catch { /* without the note it would be requeued */ }
       this.keepUnarchived(job, outcome);
       return;
     }
@@ -194,8 +195,13 @@ export class Completion {
     }
   }
 
-  /** Its claimed directory is gone while the claimed areas are in reach: another node took it over (out of reach is not gone). */
+  /**
+   * Its claimed directory (a flat entry: its file and its log) is gone while
+   * the claimed areas are in reach: another node took it over (out of reach
+   * is not gone).
+   */
   private lostToRecovery(job: ClaimedEntry): boolean {
-    return !fs.existsSync(job.dir) && fs.existsSync(this.d.layout.claimedRoot);
+    const gone = job.dir !== null ? !fs.existsSync(job.dir) : !fs.existsSync(job.file) && !fs.existsSync(job.log);
+    return gone && fs.existsSync(this.d.layout.claimedRoot);
   }
 }

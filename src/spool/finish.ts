@@ -6,13 +6,13 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
-import type { ClaimedEntry } from './claim.js';
+import { type ClaimedEntry, toDirForm } from './claimed.js';
 import { inGroupDir } from './groupdir.js';
 import { LOG_FILE, META_FILE, REJECT_FILE, groupOf, hostName, stamp, type Layout } from './layout.js';
 import { nameBytes, nameFields, type JobMeta } from './meta.js';
 import * as names from './names.js';
 import type { JobRecord, JobStatus } from './record.js';
-import { isErrno, moveNoReplace, removeTree, writeFileAtomic, type PathLike } from '../util/fsx.js';
+import { isErrno, linkNoReplace, moveNoReplace, removeTree, writeFileAtomic, type PathLike } from '../util/fsx.js';
 
 const NAME_MAX = 255;
 const HISTORY_ROTATE_BYTES = 64 * 1024 * 1024;
@@ -43,7 +43,7 @@ export class Finisher {
   constructor(private readonly layout: Layout, private readonly node: string, private readonly opts: FinishOptions) {}
 
   logPath(job: ClaimedEntry): string {
-    return path.join(job.dir, LOG_FILE);
+    return job.log;
   }
 
   /**
@@ -67,7 +67,8 @@ export class Finisher {
         record.archive = base === null ? null : names.display(base);
         const logDst = base === null ? this.freeArchiveName(dest, meta, outcome.finished, '.log') : Buffer.concat([base, Buffer.from('.log')]);
         if (exists(logSrc)) {
-          moveNoReplace(logSrc, logDst);
+          // a flat job's log stays until its file is gone: its name holds the job's id
+          if (job.dir === null) linkNoReplace(logSrc, logDst); else moveNoReplace(logSrc, logDst);
           movedLog = logDst;
           record.log = names.display(logDst);
         }
@@ -83,7 +84,11 @@ export class Finisher {
         // try starts afresh, rather than taking the moved file for one the
         // job removed itself.
         if (wroteJson !== null) try { fs.unlinkSync(wroteJson); } catch { /* gone */ }
-        if (movedLog !== null) try { moveNoReplace(movedLog, logSrc); } catch { /* left where the record would name it */ }
+        if (movedLog !== null) {
+          try {
+            if (job.dir === null) fs.unlinkSync(movedLog); else moveNoReplace(movedLog, logSrc);
+          } catch { /* left where the record would name it */ }
+        }
         if (base !== null && exists(job.file)) try { fs.unlinkSync(base); } catch { /* gone */ }
         this.dropStaging(meta.id);
         throw err;
@@ -101,7 +106,7 @@ export class Finisher {
       this.keep(meta.id);
       this.appendHistory(record);
     }
-    removeClaimedDir(job.dir);
+    removeClaimed(job);
     return record;
   }
 
@@ -138,13 +143,13 @@ export class Finisher {
             if (!this.inHistory(dead, whole)) this.appendHistory(whole);
             fs.unlinkSync(job.file);
             this.dropStaging(job.id);
-            removeClaimedDir(job.dir);
+            removeClaimed(job);
             return whole;
           }
           // the log and record that may already stand beside it go too: the
           // log back to the claimed directory, the record away
           const log = Buffer.concat([p, Buffer.from('.log')]);
-          const claimedLog = path.join(job.dir, LOG_FILE);
+          const claimedLog = job.log;
           if (exists(log)) {
             if (exists(claimedLog)) fs.unlinkSync(log); else moveNoReplace(log, claimedLog);
           }
@@ -179,26 +184,35 @@ export class Finisher {
       started: o.started?.toISOString() ?? null, finished: o.finished.toISOString(),
       ...(o.error !== undefined ? { error: o.error } : {}),
     };
-    writeFileAtomic(path.join(job.dir, META_FILE), JSON.stringify({ ...job.meta, ended }) + '\n');
+    // a flat entry has no metadata file to hold the note: it gets one
+    if (job.dir === null) toDirForm(job, { ...job.meta, ended });
+    else writeFileAtomic(path.join(job.dir, META_FILE), JSON.stringify({ ...job.meta, ended }) + '\n');
   }
 
   /**
    * Put a job back for another attempt: its whole claimed directory (file,
-   * metadata, log) moves to retry/DUE.ID in one rename. Returns the entry's
-   * name and the updated metadata, and the record of the attempt that ended.
+   * metadata, log; a flat entry is made one first) moves to retry/DUE.ID in
+   * one rename. Returns the entry's name and the updated metadata, and the
+   * record of the attempt that ended.
    */
   requeue(job: ClaimedEntry, dueMs: number, why: string, outcome: Outcome | null): { entry: string; meta: JobMeta; record: JobRecord | null } {
+    const ended = job.meta;
     const meta: JobMeta = { ...job.meta, attempt: job.meta.attempt + 1, previous: why };
     if (outcome?.status === 'interrupted') meta.interrupted = (meta.interrupted ?? 0) + 1;
-    writeFileAtomic(path.join(job.dir, META_FILE), JSON.stringify(meta) + '\n');
+    if (job.dir === null) {
+      toDirForm(job, meta);
+      meta.file = job.meta.file;
+    } else {
+      writeFileAtomic(path.join(job.dir, META_FILE), JSON.stringify(meta) + '\n');
+    }
     // A job to run again at once (interrupted, never started, no backoff) is
     // due 0, not at this node's "now": a node whose clock is behind would
     // otherwise leave it waiting for the difference (an hour's skew, an hour)
     const name = `${dueMs <= Date.now() ? 0 : Math.round(dueMs)}.${meta.id}`;
     const entry = path.join(this.layout.retry, name);
-    fs.renameSync(job.dir, entry);
+    fs.renameSync(job.dir!, entry);
     if (outcome === null) return { entry: name, meta, record: null };
-    const record = this.record(job.meta, outcome);
+    const record = this.record(ended, outcome);
     record.archive = path.join(entry, meta.file);
     record.log = path.join(entry, LOG_FILE);
     if (outcome.status !== 'interrupted') record.retry_at = new Date(dueMs).toISOString();
@@ -215,7 +229,10 @@ export class Finisher {
   /** A claimed file that is not an acceptable job after all (its name had another file when it was scanned). */
   rejectClaimed(job: ClaimedEntry, reason: string): JobRecord | null {
     const rec = this.rejectFrom(job.id, job.meta.dir, nameBytes(job.meta), reason, (dst) => fs.renameSync(job.file, dst));
-    if (rec) removeTree(job.dir);
+    if (rec) {
+      if (job.dir !== null) removeTree(job.dir);
+      else fs.rmSync(job.log, { force: true });
+    }
     return rec;
   }
 
@@ -446,17 +463,21 @@ function sidesFree(base: Buffer): boolean {
 }
 
 /**
- * The claimed directory of a finished job: its file and log have moved out,
- * so normally only the metadata is left: two syscalls instead of a recursive
- * removal's ten. Anything else in it (a job that wrote beside itself) is
- * removed the general way.
+ * What is left of a finished job in its claimed area: a flat entry's log
+ * (linked into the archive, or moved); for a directory, normally only
+ * the metadata: two syscalls instead of a recursive removal's ten. Anything
+ * else in it (a job that wrote beside itself) is removed the general way.
  */
-function removeClaimedDir(dir: string): void {
+function removeClaimed(job: ClaimedEntry): void {
+  if (job.dir === null) {
+    try { fs.unlinkSync(job.log); } catch { /* moved with no archive, or never made */ }
+    return;
+  }
   try {
-    fs.unlinkSync(path.join(dir, META_FILE));
-    fs.rmdirSync(dir);
+    fs.unlinkSync(path.join(job.dir, META_FILE));
+    fs.rmdirSync(job.dir);
   } catch {
-    removeTree(dir);
+    removeTree(job.dir);
   }
 }
 

@@ -83,9 +83,17 @@ export function groupOf(dir: string): string {
   return dir === '' ? DEFAULT_GROUP : dir;
 }
 
+let host: string | undefined;
+
 export function hostName(): string {
-  // ids are file names and dotted fields: keep the host part free of '/'
-  return os.hostname().replace(/[/\s]/g, '_') || 'localhost';
+  // (once: it is in every record)
+  return host ??= nameOfHost();
+}
+
+function nameOfHost(): string {
+  // ids are file names and dotted fields, and '=' ends an id in a claimed
+  // area's flat entries (claimed.ts): keep the host part free of '/' and '='
+  return os.hostname().replace(/[/\s=]/g, '_') || 'localhost';
 }
 
 /** Node id HOST.PID.STARTSECONDS (pmjq(1) RUNNING A CLUSTER). */

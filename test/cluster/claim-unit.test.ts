@@ -43,7 +43,7 @@ function lostReplyFs(lost: (src: string) => boolean): { mock: Record<string, unk
 const CTX = { asRoot: process.getuid?.() === 0, allowRoot: true };
 
 interface ClaimModule {
-  claimFromSpool(layout: unknown, node: string, id: string, c: Candidate, now: Date, ctx: typeof CTX): { id: string; dir: string; file: string; meta: { attempt: number } } | null;
+  claimFromSpool(layout: unknown, node: string, id: string, c: Candidate, now: Date, ctx: typeof CTX): { id: string; dir: string | null; file: string; log: string; meta: { attempt: number } } | null;
   claimFromRetry(layout: unknown, node: string, c: Candidate, now: Date, ctx: typeof CTX): { id: string; dir: string; file: string; meta: { attempt: number; node: string } } | null;
 }
 
@@ -71,9 +71,10 @@ t.test('claim from the spool: a rename that succeeded but reported ENOENT (NFS r
   const job = claim.claimFromSpool(layout, 'nodeA', 'ID1', candidate(spool, 'job1'), new Date(), CTX);
   t.equal(lostCount(), 1, 'the rename of the job file did report ENOENT');
   t.ok(job, 'the claim returns the job, not null');
-  t.equal(job?.file, path.join(layout.claimed('nodeA'), 'ID1', 'job1'), 'at its place in the claimed area');
+  t.equal(job?.file, path.join(layout.claimed('nodeA'), '@', 'job1'), 'at its place in the claimed area, under its own name');
   t.ok(fs.existsSync(job!.file), 'the job file is there');
-  t.ok(fs.existsSync(path.join(job!.dir, '.job.json')), 'with its metadata');
+  t.equal(job?.log, path.join(layout.claimed('nodeA'), '@', '.job1=ID1.log'), 'with its log, whose name holds its id');
+  t.ok(fs.existsSync(job!.log), 'made before the rename');
   t.notOk(fs.existsSync(path.join(spool, 'job1')), 'and gone from the spool');
 });
 
@@ -84,7 +85,7 @@ t.test('claim from the spool: a real ENOENT (another node was first) is no claim
   fs.renameSync(path.join(spool, 'job2'), path.join(spool, '.taken-elsewhere'));
   const job = claim.claimFromSpool(layout, 'nodeA', 'ID2', c, new Date(), CTX);
   t.equal(job, null, 'null: not ours');
-  t.same(fs.readdirSync(layout.claimed('nodeA')), [], 'no half-made claimed directory is left');
+  t.same(fs.readdirSync(path.join(layout.claimed('nodeA'), '@')), [], 'no log is left behind');
 });
 
 t.test('claim from retry/: a rename that succeeded but reported ENOENT is a claim', async (t) => {

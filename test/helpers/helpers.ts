@@ -273,3 +273,17 @@ export function field(line: string, key: string): string | undefined {
 export function eventLines(text: string, name: string): string[] {
   return text.split('\n').filter((l) => l.includes(` event=${name} `) || l.endsWith(` event=${name}`));
 }
+
+/**
+ * The jobs in a node's claimed area, in either form: the directories ID/,
+ * and the files of its group directories @DIR/ (not their logs, .NAME=ID.log).
+ */
+export function claimedJobs(area: string): string[] {
+  let list: string[];
+  try { list = fs.readdirSync(area); } catch { return []; }
+  return list.flatMap((e) => {
+    if (e.startsWith('.')) return [];
+    if (!e.startsWith('@')) return [e];
+    try { return fs.readdirSync(path.join(area, e)).filter((f) => !f.startsWith('.')).map((f) => path.join(e, f)); } catch { return []; }
+  });
+}

@@ -177,6 +177,7 @@ export class Ledger {
     }
     const metaDirs = (root: string, place: Place): void => {
       for (const d of list(root)) {
+        if (place === 'claimed' && d[0] === 0x40) continue; // '@': a group's flat entries, above
         const dir = path.join(root, d.toString('latin1'));
         let m: Rec;
         try { m = JSON.parse(fs.readFileSync(path.join(dir, '.job.json'), 'utf8')) as Rec; } catch {
@@ -187,7 +188,19 @@ export class Ledger {
         put(key(String(m.group), nameOf(m)), place);
       }
     };
-    for (const area of list(path.join(state, 'claimed'))) metaDirs(path.join(state, 'claimed', area.toString('latin1')), 'claimed');
+    for (const area of list(path.join(state, 'claimed'))) {
+      const root = path.join(state, 'claimed', area.toString('latin1'));
+      // a job claimed from the spool is @DIR/NAME (its log @DIR/.NAME=ID.log beside it), any other a directory ID/
+      for (const sub of list(root)) {
+        const s = sub.toString('latin1');
+        if (!s.startsWith('@')) continue;
+        const dir = Buffer.from(s.slice(1), 'latin1').toString('utf8').replace(/%3D/g, '=').replace(/%25/g, '%');
+        for (const f of list(path.join(root, s))) {
+          if (f[0] !== 0x2e) put(key(dir === '' ? 'default' : dir, f), 'claimed');
+        }
+      }
+      metaDirs(root, 'claimed');
+    }
     metaDirs(path.join(state, 'retry'), 'retry');
     for (const d of list(path.join(state, 'rejected'))) {
       const r = readRec(path.join(state, 'rejected', d.toString('latin1'), '.reject.json'));

@@ -14,7 +14,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
-import { BIN, ROOT_ARGS, scratch, start, waitFor } from '../helpers/helpers.js';
+import { BIN, ROOT_ARGS, claimedJobs, scratch, start, waitFor } from '../helpers/helpers.js';
 import { Ledger, SOAK, eventLines, prng, seedFor } from '../helpers/invariants.js';
 
 const JOBS = SOAK ? 800 : 160;
@@ -94,7 +94,7 @@ t.test(`fuzz: ${JOBS} jobs writing random commands and bytes to fd 3`, async (t)
   t.comment(`a fresh job ran ${ms} ms after it was dropped (${Date.now() - t0} ms)`);
   t.ok(ms < 10_000, 'the daemon answers at once afterwards');
   await waitFor('everything archived and nothing running', () => archivedTop() >= JOBS
-    && fs.readdirSync(path.join(spool, '.pmjq/claimed')).every((a) => fs.readdirSync(path.join(spool, '.pmjq/claimed', a)).length === 0), 60_000);
+    && fs.readdirSync(path.join(spool, '.pmjq/claimed')).every((a) => claimedJobs(path.join(spool, '.pmjq/claimed', a)).length === 0), 60_000);
   p.kill('SIGTERM');
   t.equal(await p.exited, 0, 'the daemon exits 0');
   t.notMatch(p.stderr(), /level=error/, 'no error logged');

@@ -23,7 +23,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
-import { BIN, ROOT_ARGS, scratch, start, waitFor } from '../helpers/helpers.js';
+import { BIN, ROOT_ARGS, claimedJobs, scratch, start, waitFor } from '../helpers/helpers.js';
 import { Ledger, SOAK, eventLines } from '../helpers/invariants.js';
 
 const TOTAL = SOAK ? 10_000 : 2_000;
@@ -52,7 +52,7 @@ t.test(`${TOTAL} jobs through one daemon: its descriptors and memory return to t
     for (let i = from; i < to; i++) l.drop('', `job-${String(i).padStart(5, '0')}`, body, 'archive');
     await waitFor(`${to} jobs archived`, () => done() >= to, 600_000);
     // idle again: nothing running (the log of the last job is closed)
-    await waitFor('no job running', () => fs.readdirSync(path.join(spool, '.pmjq/claimed')).every((a) => fs.readdirSync(path.join(spool, '.pmjq/claimed', a)).length === 0), 30_000);
+    await waitFor('no job running', () => fs.readdirSync(path.join(spool, '.pmjq/claimed')).every((a) => claimedJobs(path.join(spool, '.pmjq/claimed', a)).length === 0), 30_000);
   };
 
   const t0 = Date.now();

@@ -16,7 +16,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import t, { type Test } from 'tap';
-import { BIN, IS_ROOT, ROOT_ARGS, history, readJson, scratch, start, waitFor, waitLines, type Proc } from '../helpers/helpers.js';
+import { BIN, IS_ROOT, ROOT_ARGS, claimedJobs, history, readJson, scratch, start, waitFor, waitLines, type Proc } from '../helpers/helpers.js';
 import { Ledger, eventLines, field, tmpfs } from '../helpers/invariants.js';
 
 if (!IS_ROOT) throw new Error('the archive fault tests mount tmpfs filesystems: run them as root');
@@ -126,7 +126,7 @@ t.test('archive and errors directories on full filesystems: jobs stay claimed, o
   t.ok([...runCounts(runs).values()].every((n) => n === 1), 'every job ran exactly once');
   const ms2 = await l.canary(20_000);
   t.comment(`after the backlog: a fresh job ran ${ms2} ms after it was dropped`);
-  await waitFor('the last canary archived', () => l.places().at.size === l.size && fs.readdirSync(path.join(spool, '.pmjq/claimed', node)).length === 0, 20_000);
+  await waitFor('the last canary archived', () => l.places().at.size === l.size && claimedJobs(path.join(spool, '.pmjq/claimed', node)).length === 0, 20_000);
   p.kill('SIGTERM');
   t.equal(await p.exited, 0, 'the daemon exits 0');
   t.notMatch(p.stderr(), /event=(job-lost-to-recovery|requeue-failed) /, 'nothing was taken for lost');
@@ -177,7 +177,7 @@ t.test('stopped while the archive is full: the jobs stay claimed; the next pmjq 
   t.equal(await p.exited, 0, 'the daemon exits 0 on SIGTERM');
   l.check(t, false);
   const node = nodeOf(p);
-  t.equal(fs.readdirSync(path.join(spool, '.pmjq/claimed', node)).length, 3, 'the three jobs wait in its claimed area');
+  t.equal(claimedJobs(path.join(spool, '.pmjq/claimed', node)).length, 3, 'the three jobs wait in its claimed area');
 
   fs.rmSync(filler);
   const q = start(t, BIN.pmjq, args);
@@ -223,11 +223,12 @@ async function killAtSyscall(t: Test, pid: number, syscall: string, nth: number)
 // count hit the intended point.)
 interface Cut { what: string; otherFs: boolean; syscall: string; nth: number; leaves: string[]; historyLine: boolean; whole: boolean }
 const cuts: Cut[] = [
-  { what: 'the entry linked to the staging copy, the log not yet moved', otherFs: true, syscall: 'link', nth: 3, leaves: ['staging copy', 'entry'], historyLine: false, whole: false },
+  { what: 'the entry linked to the staging copy, the log not yet copied', otherFs: true, syscall: 'link', nth: 3, leaves: ['staging copy', 'entry'], historyLine: false, whole: false },
   { what: 'the log copied beside it, the record not yet written', otherFs: true, syscall: 'unlink', nth: 2, leaves: ['staging copy', 'entry', 'log'], historyLine: false, whole: false },
-  { what: 'the record linked into place, no history line yet', otherFs: true, syscall: 'unlink', nth: 4, leaves: ['staging copy', 'entry', 'log', 'record'], historyLine: false, whole: true },
-  { what: 'the record and history line written, the claimed file not yet unlinked', otherFs: true, syscall: 'unlink', nth: 5, leaves: ['staging copy', 'entry', 'log', 'record'], historyLine: true, whole: true },
-  { what: 'the record and history line written, the claimed file not yet unlinked', otherFs: false, syscall: 'unlink', nth: 4, leaves: ['entry', 'log', 'record'], historyLine: true, whole: true },
+  { what: 'the record linked into place, no history line yet', otherFs: true, syscall: 'unlink', nth: 3, leaves: ['staging copy', 'entry', 'log', 'record'], historyLine: false, whole: true },
+  { what: 'the record and history line written, the claimed file not yet unlinked', otherFs: true, syscall: 'unlink', nth: 4, leaves: ['staging copy', 'entry', 'log', 'record'], historyLine: true, whole: true },
+  { what: 'the record and history line written, the claimed file not yet unlinked', otherFs: false, syscall: 'unlink', nth: 3, leaves: ['entry', 'log', 'record'], historyLine: true, whole: true },
+  { what: 'the claimed file unlinked, its log not yet', otherFs: false, syscall: 'unlink', nth: 4, leaves: ['entry', 'log', 'record'], historyLine: true, whole: true },
 ];
 for (const c of cuts) {
   const where = c.otherFs ? 'archive on another filesystem' : 'archive on the spool\'s filesystem';

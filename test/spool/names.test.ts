@@ -60,7 +60,7 @@ function check(t: Test, archive: string, spool: string, out: string, node: strin
     t.equal(fs.readFileSync(e!.log, 'utf8'), `id=${rec.id as string}\n`, `${show(name)}: log is its output`);
     t.same(hist.find((h) => h.id === rec.id), rec, 'history matches');
     const argv0 = fs.readFileSync(path.join(out, rec.id as string));
-    // the job runs from its claimed directory under its own name (a non-UTF-8 name under "job")
+    // the job runs from its claimed area under its own name (a non-UTF-8 name under "job")
     t.ok(argv0.subarray(argv0.lastIndexOf('/') + 1).equals(isUtf8(name) ? name : Buffer.from('job')), `${show(name)}: $0 is its name`);
   }
   t.equal(fs.readdirSync(out).length, NAMES.length, 'every job ran once');
