@@ -70,7 +70,9 @@ export function recoverNode(
   for (const item of listArea(taken, dead)) {
     if (item.kind === 'leftover') {
       // a claim cut short before its rename (the job is still queued where
-      // it was), or a log without its job
+      // it was), or a log without its job: archived, only the cleanup was
+      // missing (a staging copy in the archive, too)
+      if (item.id !== undefined) finisher.dropStaging(item.id);
       removeTree(item.path);
       continue;
     }

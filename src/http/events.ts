@@ -183,7 +183,11 @@ export class StateHub {
     const want = new Set<string>([l.spool, l.state, l.claimedRoot, l.retry, l.rejected, l.history, l.nodes, l.control,
       path.join(l.control, 'paused'), path.join(l.control, 'kill'), l.doneRoot]);
     for (const g of s.groups.values()) if (g.dir !== null && g.dir !== '') want.add(l.groupDir(g.dir));
-    for (const n of s.nodes) want.add(l.claimed(n.node));
+    for (const n of s.nodes) {
+      want.add(l.claimed(n.node));
+      // the flat entries of jobs from the spool are in its group directories (@GROUP)
+      for (const sub of listOr(l.claimed(n.node))) if (sub.startsWith('@')) want.add(path.join(l.claimed(n.node), sub));
+    }
     for (const [dir, w] of this.watchers) {
       if (!want.has(dir)) { w.close(); this.watchers.delete(dir); }
     }
@@ -229,4 +233,8 @@ export function registerEvents(app: FastifyInstance, hub: StateHub): void {
     req.raw.once('close', end);
     res.once('close', end);
   });
+}
+
+function listOr(dir: string): string[] {
+  try { return fs.readdirSync(dir); } catch { return []; }
 }

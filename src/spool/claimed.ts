@@ -88,7 +88,7 @@ export function dirEntry(dir: string, meta: JobMeta): ClaimedEntry {
 }
 
 /** An entry of an area as listed: a job, or something a crash left behind. */
-export type AreaItem = AreaJob | { kind: 'leftover'; path: string; why: string };
+export type AreaItem = AreaJob | { kind: 'leftover'; path: string; why: string; id?: string };
 
 /** A job in a claimed area: `path` is its directory or flat file; entry null when its .job.json cannot be read. */
 export interface AreaJob { kind: 'job'; id: string; path: string; log: string; entry: ClaimedEntry | null; error?: string }
@@ -141,7 +141,8 @@ function listGroupArea(area: string, node: string, sub: string): AreaItem[] {
     const log = parseFlatLog(e);
     if (!log) continue;
     if (!files.delete(log.name)) {
-      items.push({ kind: 'leftover', path: path.join(where, e), why: 'a log without its job' });
+      // its job was archived (or moved on) and only this was left to remove
+      items.push({ kind: 'leftover', path: path.join(where, e), why: 'a log without its job', id: log.id });
       continue;
     }
     try {
@@ -208,8 +209,17 @@ export function toDirForm(job: ClaimedEntry, meta: JobMeta = job.meta): void {
   const dir = path.join(area, job.id);
   const file = path.join(dir, job.meta.file);
   try { fs.mkdirSync(dir); } catch (err) { if (!isErrno(err, 'EEXIST')) throw err; }
-  fs.writeFileSync(path.join(dir, META_FILE), JSON.stringify(meta) + '\n');
-  fs.renameSync(job.file, file);
+  try {
+    fs.writeFileSync(path.join(dir, META_FILE), JSON.stringify(meta) + '\n');
+    fs.renameSync(job.file, file);
+  } catch (err) {
+    // an NFS rename whose reply was lost: the file is in the directory, done
+    if (!fs.existsSync(job.file) && fs.existsSync(file)) { /* moved */ } else {
+      // still flat (a full disk): the directory goes, the job stays as it was
+      if (fs.existsSync(job.file)) fs.rmSync(dir, { recursive: true, force: true });
+      throw err;
+    }
+  }
   const log = path.join(dir, LOG_FILE);
   try { fs.renameSync(job.log, log); } catch (err) { if (!isErrno(err, 'ENOENT')) throw err; }
   job.dir = dir;

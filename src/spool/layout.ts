@@ -3,7 +3,9 @@
 // leaves each job in exactly one of them.
 //
 //   SPOOL/NAME, SPOOL/GROUP/NAME      queued
-//   .pmjq/claimed/NODE/ID/            claimed or running on NODE: the job file
+//   .pmjq/claimed/NODE/@GROUP/NAME    claimed from the spool, running on NODE,
+//                                     its log .NAME=ID.log beside it (claimed.ts)
+//   .pmjq/claimed/NODE/ID/            any other claimed job: the job file
 //                                     under its own name, .job.json, .log
 //   .pmjq/retry/DUE.ID/               waiting for another attempt (same contents)
 //   .pmjq/rejected/ID/                a file that is not an acceptable job, + .reject.json

@@ -67,9 +67,16 @@ for (let round = 1; round <= ROUNDS; round++) {
       nodes[i] = await startNode(t, c.mounts[i]!, args);
     }
 
-    await waitFor(`all ${JOBS} jobs archived`, () => archivedCount() >= JOBS
+    const drained = await waitFor(`all ${JOBS} jobs archived`, () => archivedCount() >= JOBS
       && fs.readdirSync(c.backing).filter((f) => f !== '.pmjq').length === 0
-      && fs.readdirSync(path.join(c.backing, '.pmjq/retry')).length === 0, 180_000);
+      && fs.readdirSync(path.join(c.backing, '.pmjq/retry')).length === 0, 90_000).catch(() => false);
+    if (!drained) {
+      // (well within tap's limit for the file): say where the jobs are that did not finish
+      const places = l.places();
+      const stuck = [...places.at].filter(([, p]) => p.join() !== 'archive').map(([k, p]) => `${k.replace('\0', '/')}: ${p.join(',') || 'nowhere'}`);
+      t.fail(`not drained in 90 s (seed ${seed}): ${JSON.stringify(stuck)}; .pmjq: ${JSON.stringify(tree(path.join(c.backing, '.pmjq')))}; problems: ${JSON.stringify(places.problems)}`);
+      return;
+    }
     const ms = await l.canary(20_000);
     await waitFor('the canary archived', () => archivedCount() >= JOBS + 1, 20_000);
     for (const n of nodes) n.kill('SIGTERM');
@@ -118,3 +125,14 @@ for (let round = 1; round <= ROUNDS; round++) {
 t.teardown(() => {
   console.log(`# kill -9 totals: ${ROUNDS} rounds, ${totals.jobs} jobs, ${totals.kills} kills, ${totals.interrupted} interrupted attempts, ${totals.reran} reruns of completed work, ${(totals.ms / 1000).toFixed(1)} s${SOAK ? ' (soak)' : ''}`);
 });
+
+/** Every path under `dir` but the history, for a failure message. */
+function tree(dir: string, rel = ''): string[] {
+  let list: fs.Dirent[];
+  try { list = fs.readdirSync(path.join(dir, rel), { withFileTypes: true }); } catch { return []; }
+  return list.flatMap((e) => {
+    const p = path.join(rel, e.name);
+    if (p === 'history') return [];
+    return e.isDirectory() ? [`${p}/`, ...tree(dir, p)] : [p];
+  });
+}

@@ -53,6 +53,31 @@ t.test('recovery: a dead node\'s job goes back for another attempt, interrupted,
   t.equal(recoverNode(layout, 'me.1.1', 'otherhost.42.1', finisher, log), null, 'a second taker gets nothing');
 });
 
+t.test('recovery: a flat entry (a spool job, @DIR/NAME with its log .NAME=ID.log) goes back as attempt 2 with its name, group and log; what crashes leave is cleared', async (t) => {
+  const { layout, finisher, log, lines } = setup(t);
+  const dead = 'otherhost.44.1';
+  const id = `${dead}.1700000000.123.7`;
+  const where = path.join(layout.claimed(dead), '@a%3Db');
+  fs.mkdirSync(where, { recursive: true });
+  fs.writeFileSync(path.join(where, `.build=x.sh=${id}.log`), 'half a run\n');
+  fs.writeFileSync(path.join(where, 'build=x.sh'), '#!/bin/sh\n', { mode: 0o755 });
+  // a log whose job is gone (killed between unlinking the archived job and its log)
+  fs.writeFileSync(path.join(where, `.gone=${dead}.1700000000.200.8.log`), 'done\n');
+  // a claim cut short before its rename (the directory form: metadata, no file)
+  const cut = path.join(layout.claimed(dead), `${dead}.1700000000.300.9`);
+  fs.mkdirSync(cut);
+  fs.writeFileSync(path.join(cut, '.job.json'), JSON.stringify({ id: path.basename(cut), name: 'q', file: 'q', group: 'default', dir: '', owner: 0, created: new Date(T0).toISOString(), claimed: new Date(T0).toISOString(), node: dead, attempt: 1, parent: null }));
+  t.equal(recoverNode(layout, 'me.1.1', dead, finisher, log), 1, 'one job requeued');
+  t.notOk(fs.existsSync(layout.claimed(dead)), 'the dead node\'s area is gone, leftovers and all');
+  t.same(fs.readdirSync(layout.retry), [`0.${id}`], 'in retry/ under its id');
+  const entry = path.join(layout.retry, `0.${id}`);
+  const meta = JSON.parse(fs.readFileSync(path.join(entry, '.job.json'), 'utf8')) as JobMeta;
+  t.match(meta, { id, name: 'build=x.sh', file: 'build=x.sh', group: 'a=b', dir: 'a=b', attempt: 2, interrupted: 1, claimed: '2023-11-14T22:13:20.123Z' }, 'its name, group and claim time from the names; attempt 2');
+  t.ok(fs.existsSync(path.join(entry, 'build=x.sh')), 'the job file under its own name');
+  t.equal(fs.readFileSync(path.join(entry, '.log'), 'utf8'), 'half a run\n', 'its log goes with it');
+  t.ok(lines.some((l) => / event=recovered node=otherhost\.44\.1 requeued=1 /.test(l)), 'logged');
+});
+
 t.test('recovery: a job interrupted too often is archived as failed, not run again', async (t) => {
   const { layout, finisher, log, records } = setup(t);
   deadNodeJob(layout, 'otherhost.43.1', { attempt: 4, interrupted: 3 });

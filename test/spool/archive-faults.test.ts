@@ -229,6 +229,7 @@ const cuts: Cut[] = [
   { what: 'the record and history line written, the claimed file not yet unlinked', otherFs: true, syscall: 'unlink', nth: 4, leaves: ['staging copy', 'entry', 'log', 'record'], historyLine: true, whole: true },
   { what: 'the record and history line written, the claimed file not yet unlinked', otherFs: false, syscall: 'unlink', nth: 3, leaves: ['entry', 'log', 'record'], historyLine: true, whole: true },
   { what: 'the claimed file unlinked, its log not yet', otherFs: false, syscall: 'unlink', nth: 4, leaves: ['entry', 'log', 'record'], historyLine: true, whole: true },
+  { what: 'the claimed file unlinked, the staging copy and its log not yet', otherFs: true, syscall: 'unlink', nth: 5, leaves: ['staging copy', 'entry', 'log', 'record'], historyLine: true, whole: true },
 ];
 for (const c of cuts) {
   const where = c.otherFs ? 'archive on another filesystem' : 'archive on the spool\'s filesystem';
