@@ -6,6 +6,7 @@
 // Also counts what became of the jobs the watchdog stopped, to say so once.
 
 import fs from 'node:fs';
+import path from 'node:path';
 import type { ClaimedEntry, ClaimedJob } from '../spool/claim.js';
 import type { Finisher, Outcome } from '../spool/finish.js';
 import type { Layout } from '../spool/layout.js';
@@ -77,6 +78,7 @@ export class Fencing {
     this.heartbeat = new Heartbeat(d.layout, d.node, d.version, new Date(), () => d.snapshot(this.fencedNow), Math.min(5000, d.opts.leaseMs / 4));
     this.heartbeat.start((fsNow, startedMs) => this.beaten(fsNow, startedMs), (err) => this.beatFailed(err));
     for (const dead of deadLocalNodes(d.layout, d.node)) this.recover(dead);
+    for (const o of this.membership.orphanedRecoveries(0, true)) this.recover(o.dead, o.entry);
     d.scanRetry();
   }
 
@@ -148,7 +150,10 @@ export class Fencing {
     this.nextMembership = now + d.opts.leaseMs / 4;
     const stale = this.membership.stale(fsNow);
     for (const dead of stale) this.recover(dead);
-    if (stale.length) { d.scanRetry(); d.recovered(); }
+    // a taker that died while recovering: what it left is taken over in turn
+    const orphans = this.membership.orphanedRecoveries(fsNow);
+    for (const o of orphans) this.recover(o.dead, o.entry);
+    if (stale.length || orphans.length) { d.scanRetry(); d.recovered(); }
   }
 
   /**
@@ -178,15 +183,15 @@ export class Fencing {
     return (this.tally ??= { left: 0, requeued: 0 });
   }
 
-  /** Take over a stale node's claimed jobs, free its cluster slots, remove its heartbeat. */
-  private recover(dead: string): void {
+  /** Take over a stale node's claimed jobs (`entry`: left in a recovery not finished), free its cluster slots, remove its heartbeat. */
+  private recover(dead: string, entry?: string): void {
     const { d } = this;
     try {
       const exhausted = (m: { interrupted?: number }): boolean => (m.interrupted ?? 0) >= MAX_INTERRUPTIONS;
       recoverNode(d.layout, d.node, dead, d.finisher, d.log, exhausted, (job, outcome) => {
         d.log.error('archive-failed', { id: job.id, name: job.meta.name, node: dead, kept_in: job.dir ?? job.file, retry: 'the archive step is tried again every poll interval' });
         d.keepUnarchived(job, outcome);
-      });
+      }, entry === undefined ? undefined : path.join(d.layout.claimedRoot, entry));
       const freed = d.slots.releaseNode(dead);
       if (freed) d.log.info('slots-freed', { node: dead, slots: freed });
       try { fs.unlinkSync(d.layout.heartbeat(dead)); } catch { /* gone */ }

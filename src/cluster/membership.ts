@@ -35,22 +35,56 @@ export class Membership {
     }
     const claimed = list(this.layout.claimedRoot).filter((n) => !n.startsWith('.'));
     for (const n of new Set([...beats.keys(), ...claimed])) {
-      if (n === this.me) continue;
-      const id = parseNodeId(n);
-      if (id && id.host === host && !pidAlive(id.pid)) { out.add(n); continue; }
-      let seen = beats.get(n);
-      if (seen === null) continue;
-      if (seen === undefined) {
-        // readdir can miss an entry being renamed over, too: ask for the heartbeat by name
-        try { seen = fs.statSync(this.layout.heartbeat(n)).mtimeMs; } catch { /* none: judged by its claimed area */ }
-      }
-      if (seen === undefined) {
-        try { seen = fs.statSync(this.layout.claimed(n)).mtimeMs; } catch { continue; }
-      }
-      if (fsNow - seen > this.leaseMs) out.add(n);
+      if (n !== this.me && this.isStale(n, beats.get(n), fsNow, host)) out.add(n);
     }
     return [...out];
   }
+
+  /**
+   * Recoveries left half done: areas `.pmjq/claimed/.recovering.DEAD.by.TAKER`
+   * whose taker is stale too (it died while recovering DEAD), to be taken
+   * over in turn. `localOnly`: only those whose taker ran on this host and is
+   * gone (at start, before the filesystem's clock is known).
+   */
+  orphanedRecoveries(fsNow: number, localOnly = false): { dead: string; entry: string }[] {
+    const host = hostName();
+    const out: { dead: string; entry: string }[] = [];
+    for (const e of list(this.layout.claimedRoot)) {
+      const p = parseRecovering(e);
+      if (!p || p.taker === this.me) continue;
+      const id = parseNodeId(p.taker);
+      const local = id !== null && id.host === host;
+      if (localOnly && !local) continue;
+      if (this.isStale(p.taker, undefined, localOnly ? -Infinity : fsNow, host, path.join(this.layout.claimedRoot, e))) out.push({ dead: p.dead, entry: e });
+    }
+    return out;
+  }
+
+  /**
+   * Node `n` is stale: on this host with its process gone, or silent for the
+   * lease by its heartbeat (`seen`: its mtime as listed, null when it could not
+   * be looked at), or, without one, by its claimed area (or `lastResort`).
+   */
+  private isStale(n: string, seen: number | null | undefined, fsNow: number, host: string, lastResort?: string): boolean {
+    const id = parseNodeId(n);
+    if (id && id.host === host && !pidAlive(id.pid)) return true;
+    if (seen === null) return false;
+    if (seen === undefined) {
+      // readdir can miss an entry being renamed over, too: ask for the heartbeat by name
+      try { seen = fs.statSync(this.layout.heartbeat(n)).mtimeMs; } catch { /* none: judged by its claimed area */ }
+    }
+    for (const p of [this.layout.claimed(n), lastResort]) {
+      if (seen !== undefined || p === undefined) break;
+      try { seen = fs.statSync(p).mtimeMs; } catch { /* not there */ }
+    }
+    return seen !== undefined && fsNow - seen > this.leaseMs;
+  }
+}
+
+/** `.recovering.DEAD.by.TAKER`: DEAD's claimed area, taken over by TAKER. */
+export function parseRecovering(entry: string): { dead: string; taker: string } | null {
+  const m = /^\.recovering\.(.+)\.by\.(.+\.\d+\.\d+)$/.exec(entry);
+  return m ? { dead: m[1]!, taker: m[2]! } : null;
 }
 
 function list(dir: string): string[] {

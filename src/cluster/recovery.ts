@@ -48,8 +48,9 @@ export function killLeftovers(node: string): number {
 }
 
 /**
- * Take over `dead`'s claimed area and requeue its jobs. Returns the number of
- * jobs requeued, or null when another node took it first.
+ * Take over `dead`'s claimed area (`from`: or what is left of it in a
+ * recovery another taker did not finish) and requeue its jobs. Returns the
+ * number of jobs requeued, or null when another node took it first.
  */
 export function recoverNode(
   layout: Layout, me: string, dead: string, finisher: Finisher, log: Logger,
@@ -57,10 +58,11 @@ export function recoverNode(
   exhausted: (meta: JobMeta) => boolean = () => false,
   /** a job that had ended but cannot be archived yet: moved into `me`'s claimed area, for `me` to archive later */
   unfinished?: (job: ClaimedEntry, outcome: Outcome) => void,
+  from = layout.claimed(dead),
 ): number | null {
   const taken = path.join(layout.claimedRoot, `.recovering.${dead}.by.${me}`);
   try {
-    fs.renameSync(layout.claimed(dead), taken);
+    fs.renameSync(from, taken);
   } catch (err) {
     if (isErrno(err, 'ENOENT')) return null;
     throw err;

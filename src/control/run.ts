@@ -125,6 +125,8 @@ async function runClaimed(layout: Layout, job: ClaimedJob, node: string, finishe
   if (timeoutMs === undefined) {
     try { timeoutMs = readSettingsFile(path.join(layout.groupDir(m.dir), SETTINGS_FILE), undefined)?.settings?.timeout; } catch { /* invalid settings: no timeout */ }
   }
+  // (the job process opens its log by name)
+  if (job.logFd !== undefined) fs.closeSync(job.logFd);
   if (job.links > 1 && linkCount(job) > 1) {
     putBack(layout, job);
     throw new CtlError(`${q(m.name)} has a second name (a hard link): left in the queue; a job file must have one name`);

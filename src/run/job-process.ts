@@ -24,6 +24,8 @@ export interface JobSpec {
   cwd: string;
   env: NodeJS.ProcessEnv;
   logPath: string;
+  /** the log already open (its claim made it): used and closed by start() instead of opening logPath */
+  logFd?: number;
   /**
    * run as this user (only when pmjq is root): through setpriv, which sets
    * the supplementary groups too; without setpriv, through spawn's uid/gid
@@ -77,10 +79,11 @@ export class JobProcess {
 
   start(): StartResult {
     const s = this.spec;
-    const logFd = fs.openSync(s.logPath, 'a', 0o644);
+    const logFd = s.logFd ?? fs.openSync(s.logPath, 'a', 0o644);
     let child: ChildProcess;
     try {
-      this.logSizeBefore = fs.fstatSync(logFd).size;
+      // (setpriv's "Text file busy" is told apart by what it adds to the log)
+      if (s.runAs?.setpriv) this.logSizeBefore = fs.fstatSync(logFd).size;
       const viaSetpriv = s.runAs?.setpriv ? setprivArgs(s.runAs.setpriv, s.runAs.owner) : [];
       const [cmd, ...args] = [...viaSetpriv, s.file, ...s.args];
       const ids = s.runAs && !s.runAs.setpriv ? { uid: s.runAs.owner.uid, gid: s.runAs.owner.gid } : {};

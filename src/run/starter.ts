@@ -4,6 +4,7 @@
 // second name (a hard link) — is not a failure: it is started again later,
 // backing off, holding on to its admission ticket meanwhile.
 
+import fs from 'node:fs';
 import path from 'node:path';
 import type { ClaimedJob } from '../spool/claim.js';
 import { ClaimRefused, linkCount } from '../spool/claim.js';
@@ -77,7 +78,11 @@ export class Starter {
   start(job: ClaimedJob, ticket: Ticket): void {
     const { d } = this;
     const m = job.meta;
+    // the log its claim left open is used by this start or closed now (a later start opens it again)
+    const logFd = job.logFd;
+    job.logFd = undefined;
     if (job.links > 1 && (job.links = linkCount(job)) > 1) {
+      if (logFd !== undefined) fs.closeSync(logFd);
       if ((this.notReadyTries.get(job.id) ?? 0) < LINK_WAIT_TRIES) {
         this.waitReady(job, ticket, 'the file has a second name (a hard link): waiting for it to go');
         return;
@@ -96,6 +101,7 @@ export class Starter {
       owner: job.owner,
       identity: m,
       logPath: d.logPath(job),
+      logFd,
       timeoutMs: ticket.group.settings.timeout ?? d.opts.timeoutMs,
       killGraceMs: d.opts.killGraceMs,
       handler: d.protocol.handlerFor({ id: job.id, tree: d.opts.tree ?? m.tree ?? d.layout.groupDir(m.dir), owner: job.owner }),

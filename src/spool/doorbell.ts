@@ -11,13 +11,24 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 let rings = 0;
+const BELL = '.pmjq-bell.';
 
 export function ringDoorbell(spool: string): void {
-  const bell = path.join(spool, `.pmjq-bell.${process.pid}.${rings++}`);
+  const bell = path.join(spool, `${BELL}${process.pid}.${rings++}`);
   try {
     fs.mkdirSync(bell);
     fs.rmdirSync(bell);
   } catch { /* not allowed here, or gone: the idle pace finds it */ }
+}
+
+/**
+ * A bell seen in a listing of the top level is removed: one whose ringer
+ * died between making and removing it would otherwise stay in the spool
+ * (one still ringing loses nothing: its ringer's rmdir finds it gone).
+ */
+export function clearStaleBell(spool: string, name: string): void {
+  if (!name.startsWith(BELL)) return;
+  try { fs.rmdirSync(path.join(spool, name)); } catch { /* gone, or not an empty directory: not ours */ }
 }
 
 /**

@@ -66,11 +66,13 @@ export class Finisher {
       try {
         record.archive = base === null ? null : names.display(base);
         const logDst = base === null ? this.freeArchiveName(dest, meta, outcome.finished, '.log') : Buffer.concat([base, Buffer.from('.log')]);
-        if (exists(logSrc)) {
+        try {
           // a flat job's log stays until its file is gone: its name holds the job's id
           if (job.dir === null) linkNoReplace(logSrc, logDst); else moveNoReplace(logSrc, logDst);
           movedLog = logDst;
           record.log = names.display(logDst);
+        } catch (err) {
+          if (!isErrno(err, 'ENOENT')) throw err; // no log: it never started
         }
         const jsonDst = Buffer.concat([base ?? logDst.subarray(0, logDst.length - 4), Buffer.from('.json')]);
         writeNew(jsonDst, JSON.stringify(record, null, 2) + '\n', stagingPath(dest, meta.id, 'record'));

@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Candidate } from './candidate.js';
 import { classify, isHidden, type ClassifyContext } from './classify.js';
+import { clearStaleBell } from './doorbell.js';
 import { DirStamp, type DirLook } from './dirstamp.js';
 import { groupOf, type Layout } from './layout.js';
 import { readMeta, type JobMeta } from './meta.js';
@@ -327,7 +328,11 @@ export class Scanner {
     let listed = 0;
     try {
       for (let d = handle.readSync() as fs.Dirent<string> | null; d !== null; d = handle.readSync() as fs.Dirent<string> | null) {
-        if (isHidden(d.name) || aside?.(d) || state === null) continue;
+        if (isHidden(d.name)) {
+          if (dir === '') clearStaleBell(where, d.name);
+          continue;
+        }
+        if (aside?.(d) || state === null) continue;
         const k = d.name;
         const seen = state.entries.get(k);
         if (seen !== undefined && !isIgnored(seen)) { seen.listed = scan; listed++; continue; }

@@ -7,7 +7,7 @@ import path from 'node:path';
 import t from 'tap';
 import { recoverNode } from '../../src/cluster/recovery.js';
 import { Finisher } from '../../src/spool/finish.js';
-import { Layout } from '../../src/spool/layout.js';
+import { Layout, hostName } from '../../src/spool/layout.js';
 import type { JobMeta } from '../../src/spool/meta.js';
 import { Logger } from '../../src/util/log.js';
 import { scratch } from '../helpers/helpers.js';
@@ -99,4 +99,34 @@ t.test('recovery: metadata naming a path outside its entry is refused and left f
   deadNodeJob(layout, 'otherhost.45.1', { file: '../../../../etc/passwd' });
   t.equal(recoverNode(layout, 'me.1.1', 'otherhost.45.1', finisher, log), 0, 'none requeued');
   t.ok(lines.some((l) => / event=recover-failed .*not a plain file name/.test(l)), 'one line says why');
+});
+
+t.test('recovery: a taker that died while recovering leaves .recovering.DEAD.by.TAKER; once the taker is stale too, another node finishes it', async (t) => {
+  const { layout, finisher, log, lines } = setup(t);
+  const { Membership } = await import('../../src/cluster/membership.js');
+  const dead = 'otherhost.60.1';
+  const entry = `.recovering.${dead}.by.otherhost.61.1`;
+  const left = path.join(layout.claimedRoot, entry);
+  const id = `${dead}.1700000000.5.1`;
+  fs.mkdirSync(path.join(left, '@'), { recursive: true });
+  fs.writeFileSync(path.join(left, '@', `.job=${id}.log`), '');
+  fs.writeFileSync(path.join(left, '@', 'job'), '#!/bin/sh\n', { mode: 0o755 });
+  const m = new Membership(layout, 'me.1.1', 60_000);
+  // its taker has a fresh heartbeat: at work, left alone
+  fs.mkdirSync(layout.nodes, { recursive: true });
+  fs.writeFileSync(layout.heartbeat('otherhost.61.1'), '{}');
+  const now = fs.statSync(layout.heartbeat('otherhost.61.1')).mtimeMs;
+  t.same(m.orphanedRecoveries(now + 1000), [], 'a live taker\'s recovery is its own');
+  t.same(m.orphanedRecoveries(now + 61_000), [{ dead, entry }], 'a taker silent for the lease left it: orphaned');
+  fs.unlinkSync(layout.heartbeat('otherhost.61.1'));
+  t.same(m.orphanedRecoveries(now + 61_000), [{ dead, entry }], 'a taker gone altogether (no heartbeat, no area): judged by what it left');
+  t.same(m.orphanedRecoveries(now + 61_000, true), [], 'at start only this host\'s dead takers count');
+  t.equal(recoverNode(layout, 'me.1.1', dead, finisher, log, undefined, undefined, left), 1, 'taken over and finished: one job requeued');
+  t.notOk(fs.existsSync(left), 'nothing left of it');
+  t.same(fs.readdirSync(layout.retry), [`0.${id}`], 'the job is in retry/');
+  t.ok(lines.some((l) => / event=recovered node=otherhost\.60\.1 requeued=1 /.test(l)), 'logged as a recovery of the dead node');
+  // a dead taker on this host is orphaned at once
+  const local = `.recovering.${dead}.by.${hostName()}.999999.1`;
+  fs.mkdirSync(path.join(layout.claimedRoot, local));
+  t.same(m.orphanedRecoveries(0, true), [{ dead, entry: local }], 'a taker on this host whose process is gone: at once');
 });

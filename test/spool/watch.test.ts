@@ -114,3 +114,17 @@ t.test('an executable made before its content is written (touch; chmod +x; cat >
   p.child.kill('SIGTERM');
   t.equal(await p.exited, 0);
 });
+
+t.test('a doorbell whose ringer died between making and removing it does not stay in the spool', async (t) => {
+  const { spool, archive } = scratch(t);
+  // what a pmjqctl or a node killed -9 in the middle of ringing leaves
+  fs.mkdirSync(path.join(spool, '.pmjq-bell.999999.0'));
+  // a hidden directory of another name is the user's: left alone
+  fs.mkdirSync(path.join(spool, '.mine'));
+  const p = start(t, BIN.pmjq, [...ROOT_ARGS, '--watch', 'poll', '--poll', '200ms', '-o', archive, spool]);
+  await p.waitLine(/event=start /);
+  await waitFor('the stale bell removed', () => !fs.existsSync(path.join(spool, '.pmjq-bell.999999.0')), 10_000);
+  t.ok(fs.existsSync(path.join(spool, '.mine')), 'other hidden entries stay');
+  p.child.kill('SIGTERM');
+  t.equal(await p.exited, 0);
+});
