@@ -72,7 +72,7 @@ function run(id, file, args, cwd, parent) {
   const r = proc.start();
   if (!r.ok) { protocol.jobEnded(id, null); return Promise.resolve(null); }
   protocol.jobStarted(id);
-  return proc.ended.then((end) => { protocol.jobEnded(id, end.exitCode, end.reason !== 'exit'); return end; });
+  return proc.exited.then((end) => { protocol.jobEnded(id, end.exitCode, end.reason !== 'exit'); return end; });
 }
 
 const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]; };

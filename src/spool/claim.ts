@@ -139,9 +139,10 @@ function renameIn(layout: Layout, c: Candidate, dst: string): boolean {
 }
 
 /**
- * The directory form, for a name the flat entry cannot hold (not UTF-8, or
- * too long): the metadata is written before the rename, so that the claimed
- * job is never found without it.
+ * The directory form, for a name the flat form cannot hold (not UTF-8, too
+ * long, or taken by a job of that name claimed here already): the metadata
+ * is written before the rename, so that the claimed job is never found
+ * without it.
  */
 function claimIntoDir(layout: Layout, node: string, id: string, c: Candidate, now: Date, ctx: Omit<ClassifyContext, 'topLevel'>): ClaimedJob | null {
   const dir = path.join(layout.claimed(node), id);

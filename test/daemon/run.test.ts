@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import t, { type Test } from 'tap';
 import {
-  BIN, ISO_MS, RECORD_FIELDS, ROOT_ARGS, archivedRaw, dropJob, history, jobProcesses, readJson, run, scratch, start, waitFor, waitLines,
+  BIN, ISO_MS, RECORD_FIELDS, ROOT_ARGS, archivedRaw, claimedJobs, dropJob, field, history, jobProcesses, readJson, run, scratch, start, waitFor, waitLines,
 } from '../helpers/helpers.js';
 // a gate jobs wait at (`flock -s LOCK`): all waiting jobs are released in the same instant
 import { gate } from '../helpers/cluster.js';
@@ -141,6 +141,11 @@ t.test('30 rounds of a job named "same" in one directory, all released together 
     await waitFor(`round ${i} claimed`, () => !fs.existsSync(path.join(spool, 'same')), 5000);
   }
   await waitLines(p, /event=job-start /, 30);
+  // one runs under its name in the group's part of the claimed area; the name taken, the others in directories of their own
+  const node = field(p.stderr(), 'node')!;
+  const claimed = claimedJobs(path.join(spool, '.pmjq/claimed', node));
+  t.equal(claimed.filter((c) => c === '@/same').length, 1, 'one claimed as @/same');
+  t.equal(claimed.filter((c) => !c.startsWith('@')).length, 29, 'the 29 others in the directory form');
   await releaseTogether(p.child.pid!, spool, g);
   await waitLines(p, /event=job-end /, 30);
   p.child.kill('SIGTERM');
