@@ -17,7 +17,7 @@ import { OpenDir } from '../util/open-dir.js';
  */
 export function inGroupDir<T>(layout: Layout, dir: string, fn: (where: string) => T): T {
   if (dir === '') return fn(layout.spool);
-  const d = OpenDir.open(layout.groupDir(dir));
+  const d = OpenDir.open(layout.groupDir(dir), layout.groupDir(dir), false);
   try {
     return fn(d.at('') as string);
   } finally {

@@ -24,18 +24,29 @@ function haveProc(): boolean {
 }
 
 export class OpenDir {
-  private constructor(readonly dir: string, readonly fd: number, readonly st: fs.Stats) {}
+  private statAtOpen: fs.Stats | undefined;
+
+  private constructor(readonly dir: string, readonly fd: number) {}
+
+  /** What the directory opened was at open() (its owner; what `unchanged()` compares with). */
+  get st(): fs.Stats {
+    return (this.statAtOpen ??= fs.fstatSync(this.fd));
+  }
 
   /**
    * Opens `dir`, which must be a directory and not a symbolic link. Throws
    * the errno error (ELOOP or ENOTDIR for a symlink or a file in its place).
    * `via`: the path to open it by, when it is not `dir` itself (a name
    * inside another OpenDir); `dir` stays the path `unchanged()` checks.
+   * `stat`: look at it now (false: only what is done in it matters, as for
+   * a claim — one call less per job).
    */
-  static open(dir: string, via: string = dir): OpenDir {
+  static open(dir: string, via: string = dir, stat = true): OpenDir {
     const fd = fs.openSync(via, O_PATH | fs.constants.O_RDONLY | fs.constants.O_DIRECTORY | fs.constants.O_NOFOLLOW);
+    const d = new OpenDir(dir, fd);
     try {
-      return new OpenDir(dir, fd, fs.fstatSync(fd));
+      if (stat) void d.st;
+      return d;
     } catch (err) {
       fs.closeSync(fd);
       throw err;
