@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { type ClaimedEntry, toDirForm } from './claimed.js';
 import { inGroupDir } from './groupdir.js';
+import { ringDoorbell } from './doorbell.js';
 import { LOG_FILE, META_FILE, REJECT_FILE, groupOf, hostName, stamp, type Layout } from './layout.js';
 import { nameBytes, nameFields, type JobMeta } from './meta.js';
 import * as names from './names.js';
@@ -210,9 +211,13 @@ export class Finisher {
     // A job to run again at once (interrupted, never started, no backoff) is
     // due 0, not at this node's "now": a node whose clock is behind would
     // otherwise leave it waiting for the difference (an hour's skew, an hour)
-    const name = `${dueMs <= Date.now() ? 0 : Math.round(dueMs)}.${meta.id}`;
+    const dueNow = dueMs <= Date.now();
+    const name = `${dueNow ? 0 : Math.round(dueMs)}.${meta.id}`;
     const entry = path.join(this.layout.retry, name);
     fs.renameSync(job.dir!, entry);
+    // due at once: every node should look at the retry area at its next poll,
+    // not at its idle pace (a node stopping or recovering hands the job on)
+    if (dueNow) ringDoorbell(this.layout.spool);
     if (outcome === null) return { entry: name, meta, record: null };
     const record = this.record(ended, outcome);
     record.archive = path.join(entry, meta.file);
