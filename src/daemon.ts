@@ -169,7 +169,7 @@ export class Daemon {
       keepUnarchived: (job, outcome) => this.completion.keepUnarchived(job, outcome),
       scanRetry: () => this.scanner.scanRetry(),
       fsClock: (fsNow) => { this.scanner.fsSkewMs = fsNow - Date.now(); },
-      recovered: () => this.pump(),
+      mayClaim: () => this.pump(),
       running: () => this.starter.running.size,
       stopping,
     });

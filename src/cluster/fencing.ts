@@ -40,8 +40,8 @@ export interface FencingDeps {
   fsClock: (fsNow: number) => void;
   /** recovery may have put jobs in the retry area */
   scanRetry: () => void;
-  /** stale nodes were recovered: a scheduling pass */
-  recovered: () => void;
+  /** there may be jobs to claim (stale nodes recovered, the quiet after unfencing over): a scheduling pass */
+  mayClaim: () => void;
   /** jobs running on this node */
   running: () => number;
   stopping: () => boolean;
@@ -58,6 +58,10 @@ export class Fencing {
   private nextMembership = 0;
   /** the heartbeat could not be renewed for half the lease: claim nothing, run nothing */
   private fencedNow = false;
+  /** monotonicMs() until which a node just unfenced still claims nothing */
+  private quietUntil = 0;
+  /** its end: a scheduling pass (it keeps a --once run alive till then) */
+  private quietTimer: NodeJS.Timeout | null = null;
   /** while fenced: what became of the jobs the watchdog stopped */
   private tally: { left: number; requeued: number } | null = null;
 
@@ -65,10 +69,13 @@ export class Fencing {
     this.membership = new Membership(d.layout, d.node, d.opts.leaseMs);
   }
 
-  /** Fenced: claim nothing until a heartbeat is renewed (the watchdog may have fenced us meanwhile). */
+  /**
+   * Fenced: claim nothing until a heartbeat is renewed (the watchdog may have
+   * fenced us meanwhile), and for a moment after (UNFENCED_QUIET).
+   */
   get fenced(): boolean {
     this.notice();
-    return this.fencedNow;
+    return this.fencedNow || monotonicMs() < this.quietUntil;
   }
 
   /** Start the watchdog and the heartbeat; recover the nodes that died on this host. */
@@ -127,6 +134,7 @@ export class Fencing {
   stop(): void {
     this.heartbeat?.stop();
     this.watchdog?.stop();
+    if (this.quietTimer) clearTimeout(this.quietTimer);
   }
 
   private beaten(fsNow: number, startedMs: number): void {
@@ -139,7 +147,16 @@ export class Fencing {
     if (this.fencedNow) {
       this.fencedNow = false;
       if (d.running() === 0) this.tally = null;
-      d.log.warn('unfenced', { node: d.node, silent_ms: Math.round(silent), note: 'heartbeat renewed: claiming again' });
+      // Another node may have judged us stale just before this beat (by a
+      // heartbeat it read a moment earlier, or from an attribute cache) and
+      // be about to take our claimed area: a job claimed into it now would
+      // be requeued by that node while it runs here. Claiming waits until
+      // such a take-over is done; what is claimed then goes to a fresh area.
+      const quiet = Math.min(5000, Math.max(2000, d.opts.leaseMs / 4));
+      this.quietUntil = monotonicMs() + quiet;
+      if (this.quietTimer) clearTimeout(this.quietTimer);
+      this.quietTimer = setTimeout(() => { this.quietTimer = null; d.mayClaim(); }, quiet);
+      d.log.warn('unfenced', { node: d.node, silent_ms: Math.round(silent), quiet_ms: quiet, note: 'heartbeat renewed: claiming again after quiet_ms' });
     }
     // a node taken for dead has lost its claimed area to a recoverer: make a new one
     fs.mkdirSync(d.layout.claimed(d.node), { recursive: true });
@@ -153,7 +170,7 @@ export class Fencing {
     // a taker that died while recovering: what it left is taken over in turn
     const orphans = this.membership.orphanedRecoveries(fsNow);
     for (const o of orphans) this.recover(o.dead, o.entry);
-    if (stale.length || orphans.length) { d.scanRetry(); d.recovered(); }
+    if (stale.length || orphans.length) { d.scanRetry(); d.mayClaim(); }
   }
 
   /**

@@ -118,7 +118,8 @@ function createLog(where: string, log: string): number {
     return fs.openSync(log, 'wx', 0o644);
   } catch (err) {
     if (!isErrno(err, 'ENOENT')) throw err;
-    fs.mkdirSync(where, { mode: 0o755 });
+    // (the node's area too, should a recoverer have taken it: it is made anew on the next heartbeat anyway)
+    fs.mkdirSync(where, { recursive: true, mode: 0o755 });
     return fs.openSync(log, 'wx', 0o644);
   }
 }

@@ -90,6 +90,16 @@ t.test('a node that cannot write its heartbeat fences itself: its jobs stop and 
   fs.rmdirSync(hb);
   const unfenced = await a.waitLine(/ event=unfenced /, 15_000);
   t.ok(lineTime(unfenced) > lineTime(fenced), 'unfenced once its heartbeat could be written again');
+  // a node that took it for dead a moment ago may be taking its claimed area:
+  // it claims nothing for a while. The other node's slots filled (-j 4: two
+  // gated jobs and two more), a job dropped now waits for the first node.
+  const quiet = Number(field(unfenced, 'quiet_ms'));
+  t.ok(quiet >= 2000, `it claims again only after a quiet period (${quiet} ms)`);
+  for (const n of ['fill0', 'fill1']) dropJob(c.backing, n, `#!/bin/sh\n${g.wait}\n`);
+  await waitFor('the other node full', () => eventLines(b.stderr(), 'job-start').filter((l) => / name=fill[01] /.test(l)).length === 2, 20_000);
+  dropJob(c.backing, 'after-unfence', '#!/bin/sh\n');
+  const late = await a.waitLine(/ event=job-start .*name=after-unfence /, 20_000);
+  t.ok(lineTime(late) >= lineTime(unfenced) + quiet, `the node just unfenced claimed it after its quiet period (${lineTime(late) - lineTime(unfenced)} ms after unfencing)`);
   await waitFor('a heartbeat file again', () => fs.statSync(hb).isFile(), 10_000);
 
   g.open();
