@@ -71,7 +71,7 @@ export class Fencing {
 
   /**
    * Fenced: claim nothing until a heartbeat is renewed (the watchdog may have
-   * fenced us meanwhile), and for a moment after (UNFENCED_QUIET).
+   * fenced us meanwhile), and for a quiet period after (see beaten()).
    */
   get fenced(): boolean {
     this.notice();
