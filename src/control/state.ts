@@ -57,7 +57,7 @@ export interface NodeInfo {
 export interface RunningJob {
   id: string;
   node: string;
-  /** where it is claimed: .pmjq/claimed/NODE/ID=DIR=NAME (its file), or the directory .pmjq/claimed/NODE/ID */
+  /** where it is claimed: its file .pmjq/claimed/NODE/@GROUP/NAME, or the directory .pmjq/claimed/NODE/ID */
   dir: string;
   /** the job file (a sub-job's script); null when its metadata cannot be read */
   file: string | null;
