@@ -23,6 +23,7 @@ import { stallForTest } from './cluster/watchdog.js';
 import { ControlInbox } from './control/inbox.js';
 import type { DaemonOptions } from './options.js';
 import { closeInheritedDescriptors, launcher, type Launcher } from './run/launch.js';
+import { spawner } from './run/spawner.js';
 import type { JobOwner } from './run/owner.js';
 import { ownerOf } from './run/privileges.js';
 import { Protocol } from './run/protocol/index.js';
@@ -194,6 +195,9 @@ export class Daemon {
     closeInheritedDescriptors();
     // a spool others could rearrange, or a .pmjq someone else made, is refused (TrustError: exit 2)
     this.stateCheck.prepare();
+    // the job helper answers before anything is claimed (no perl: one error now, not one per job)
+    spawner.onTrouble = (error) => this.log.error('job-helper', { error });
+    await spawner.ready();
     const detected = detectWatchMode(this.layout.spool);
     this.mode = o.watch === 'auto' ? detected.mode : o.watch;
     if (this.mode === 'poll') this.backlogBell = new BacklogBell(this.layout.spool, o.pollMs);
@@ -385,7 +389,7 @@ export class Daemon {
     const running = [...this.starter.running.values()];
     if (running.length > 0) {
       const grace = setTimeout(() => this.starter.interruptAll(), this.opts.graceMs);
-      await Promise.all(running.map((r) => r.proc.exited));
+      await Promise.all(running.map((r) => r.proc.settled));
       // let the exit handlers archive or requeue
       await new Promise((resolve) => setImmediate(resolve));
       clearTimeout(grace);

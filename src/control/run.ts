@@ -12,6 +12,7 @@ import path from 'node:path';
 import { Heartbeat } from '../cluster/heartbeat.js';
 import type { JobEnd, StartResult } from '../run/job-process.js';
 import { closeInheritedDescriptors, launch, launcher } from '../run/launch.js';
+import { spawner } from '../run/spawner.js';
 import { SETTINGS_FILE, readSettingsFile } from '../schedule/settings.js';
 import type { Candidate } from '../spool/candidate.js';
 import { ClaimRefused, claimFromSpool, linkCount, type ClaimedJob } from '../spool/claim.js';
@@ -90,6 +91,11 @@ export async function runManual(layout: Layout, o: RunOptions): Promise<RunResul
     throw new CtlError(errText(err).replace(/^E[A-Z]+: /, ''));
   }
   closeInheritedDescriptors();
+  try {
+    await spawner.ready();
+  } catch (err) {
+    throw new CtlError(errText(err));
+  }
   let job: ClaimedJob | null = null;
   const heartbeat = new Heartbeat(layout, node, VERSION, new Date(), () => ({
     groups: [], running: job ? 1 : 0, queued: 0, state: 'processing', jobs: 1, lease_ms: 60_000, holds: null,
@@ -125,8 +131,6 @@ async function runClaimed(layout: Layout, job: ClaimedJob, node: string, finishe
   if (timeoutMs === undefined) {
     try { timeoutMs = readSettingsFile(path.join(layout.groupDir(m.dir), SETTINGS_FILE), undefined)?.settings?.timeout; } catch { /* invalid settings: no timeout */ }
   }
-  // (the job process opens its log by name)
-  if (job.logFd !== undefined) fs.closeSync(job.logFd);
   if (job.links > 1 && linkCount(job) > 1) {
     putBack(layout, job);
     throw new CtlError(`${q(m.name)} has a second name (a hard link): left in the queue; a job file must have one name`);
@@ -139,7 +143,7 @@ async function runClaimed(layout: Layout, job: ClaimedJob, node: string, finishe
     log,
   });
   let r: StartResult;
-  try { r = proc.start(); } catch (err) { r = { ok: false as const, busy: false as const, error: errText(err) }; }
+  try { r = await proc.start(); } catch (err) { r = { ok: false as const, busy: false as const, error: errText(err) }; }
   if (!r.ok && r.busy) {
     putBack(layout, job);
     throw new CtlError(`${q(m.name)} is still being written (ETXTBSY): left in the queue`);

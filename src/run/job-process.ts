@@ -3,16 +3,18 @@
 // costs the manager neither memory nor time); fd 3/4 the command channel;
 // its own session and process group, so that killing the job kills its tree.
 //
-// node:child_process is used rather than execa here: this is the hot path
-// (thousands of spawns a second) and execa's per-spawn promise, stream and
-// option machinery buys nothing when output goes to a file descriptor.
+// The process is made by the spawner (spawner.ts): a small helper forks and
+// execs it, so that the daemon neither forks itself nor waits for the exec.
+// Starting is therefore asynchronous: start() resolves once the job runs,
+// or with why it could not.
 
-import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import type { Readable, Writable } from 'node:stream';
 import { CommandChannel, type CommandHandler } from './channel.js';
 import type { JobOwner } from './owner.js';
 import { setprivArgs } from './privileges.js';
+import { spawner } from './spawner.js';
 import type { Logger } from '../util/log.js';
 
 export type EndReason = 'exit' | 'timeout' | 'killed' | 'interrupted';
@@ -24,12 +26,10 @@ export interface JobSpec {
   cwd: string;
   env: NodeJS.ProcessEnv;
   logPath: string;
-  /** the log already open (its claim made it): used and closed by start() instead of opening logPath */
-  logFd?: number;
   /**
    * run as this user (only when pmjq is root): through setpriv, which sets
-   * the supplementary groups too; without setpriv, through spawn's uid/gid
-   * (which clears the supplementary groups)
+   * the supplementary groups too; without setpriv, by the helper's
+   * setgid/setuid (no supplementary groups but the primary)
    */
   runAs?: { owner: JobOwner; setpriv: string | null };
   timeoutMs?: number;
@@ -60,74 +60,106 @@ export interface JobEnd {
 }
 
 export class JobProcess {
-  private child: ChildProcess | null = null;
+  private pidValue: number | undefined;
+  private running = false;
   private channel: CommandChannel | null = null;
   private reason: EndReason = 'exit';
+  /** a kill asked for before the process was there */
+  private pendingKill: Exclude<EndReason, 'exit'> | null = null;
   private timeout: NodeJS.Timeout | null = null;
   private killTimer: NodeJS.Timeout | null = null;
   private logSizeBefore = 0;
   started = new Date(0);
-  /** resolves once the process has exited (with how it ended) */
+  /** resolves once the process has exited (with how it ended); only for a job that started */
   readonly exited: Promise<JobEnd>;
   private resolveExited!: (end: JobEnd) => void;
+  /** resolves once the process is over, or could not start */
+  readonly settled: Promise<void>;
+  private resolveSettled!: () => void;
 
   constructor(private readonly spec: JobSpec) {
     this.exited = new Promise((resolve) => { this.resolveExited = resolve; });
+    this.settled = new Promise((resolve) => { this.resolveSettled = resolve; });
   }
 
-  get pid(): number | undefined { return this.child?.pid; }
+  /** its pid, which is also its process group's id; undefined until it has started */
+  get pid(): number | undefined { return this.pidValue; }
 
-  start(): StartResult {
+  start(): Promise<StartResult> {
     const s = this.spec;
-    const logFd = s.logFd ?? fs.openSync(s.logPath, 'a', 0o644);
-    let child: ChildProcess;
-    try {
-      // (setpriv's "Text file busy" is told apart by what it adds to the log)
-      if (s.runAs?.setpriv) this.logSizeBefore = fs.fstatSync(logFd).size;
-      const viaSetpriv = s.runAs?.setpriv ? setprivArgs(s.runAs.setpriv, s.runAs.owner) : [];
-      const [cmd, ...args] = [...viaSetpriv, s.file, ...s.args];
-      const ids = s.runAs && !s.runAs.setpriv ? { uid: s.runAs.owner.uid, gid: s.runAs.owner.gid } : {};
-      this.started = new Date();
-      child = spawn(cmd!, args, {
-        cwd: s.cwd,
-        env: s.env,
-        stdio: ['ignore', s.onLine ? 'pipe' : logFd, s.onLine ? 'pipe' : logFd, 'pipe', 'pipe'],
-        detached: true, // setsid(): own session and process group
-        ...ids,
-      });
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ETXTBSY') return { ok: false, busy: true };
-      return { ok: false, busy: false, error: explainSpawnError(err as NodeJS.ErrnoException, s) };
-    } finally {
-      fs.closeSync(logFd);
-    }
-    if (child.pid === undefined) {
-      // spawn reports some failures asynchronously; the 'error' event follows
-      let error = 'could not start';
-      child.once('error', (e) => { error = explainSpawnError(e as NodeJS.ErrnoException, s); });
-      return { ok: false, busy: false, error };
-    }
-    this.child = child;
-    child.on('error', () => { /* reported through 'exit' */ });
-    this.channel = new CommandChannel(child.stdio[3] as Readable, child.stdio[4] as Writable, s.handler, s.log, s.id);
-    if (s.onLine) for (const out of [child.stdout!, child.stderr!]) splitLines(out, s.onLine);
-    // Node fires a timer of more than 2^31−1 ms (24.8 days) after 1 ms: longer timeouts wait that long
-    if (s.timeoutMs) this.timeout = setTimeout(() => this.kill('timeout'), Math.min(s.timeoutMs, MAX_TIMER_MS));
-    child.once('exit', (code, signal) => this.onExit(code, signal));
-    return { ok: true };
+    return new Promise((resolve) => {
+      const channel: { 3?: Readable; 4?: Writable } = {};
+      try {
+        // (setpriv's "Text file busy" is told apart by what it adds to the log)
+        if (s.runAs?.setpriv) this.logSizeBefore = sizeOf(s.logPath);
+        const viaSetpriv = s.runAs?.setpriv ? setprivArgs(s.runAs.setpriv, s.runAs.owner) : [];
+        const [file, ...args] = [...viaSetpriv, s.file, ...s.args];
+        const ids = s.runAs && !s.runAs.setpriv ? { uid: s.runAs.owner.uid, gid: s.runAs.owner.gid } : undefined;
+        this.started = new Date();
+        spawner.spawn({ file: file!, args, cwd: s.cwd, env: s.env, logPath: s.onLine ? null : s.logPath, ids }, {
+          started: (pid) => {
+            this.pidValue = pid;
+            this.running = true;
+            // Node fires a timer of more than 2^31−1 ms (24.8 days) after 1 ms: longer timeouts wait that long
+            if (s.timeoutMs) this.timeout = setTimeout(() => this.kill('timeout'), Math.min(s.timeoutMs, MAX_TIMER_MS));
+            if (this.pendingKill) this.kill(this.pendingKill);
+            resolve({ ok: true });
+          },
+          failed: (errno, step) => {
+            this.channel?.close();
+            channel[3]?.destroy();
+            channel[4]?.destroy();
+            if (this.running) {
+              // the helper died: this job's end would not be heard of; it is stopped, and runs again
+              this.reason = 'interrupted';
+              this.onExit(null, 'SIGKILL', true);
+              return;
+            }
+            this.resolveSettled();
+            const code = errnoName(errno);
+            // (a helper that went away is started anew: this start is tried again later)
+            if ((code === 'ETXTBSY' && step === 'exec') || step === 'helper') resolve({ ok: false, busy: true });
+            else resolve({ ok: false, busy: false, error: explainStartError(code, step, s) });
+          },
+          exited: (status) => {
+            const signal = status & 0x7f;
+            this.onExit(signal ? null : (status >> 8) & 0xff, signal ? signalName(signal) : null);
+          },
+          connected: (fd, socket) => {
+            if (fd === 3 || fd === 4) {
+              channel[fd] = socket;
+              // (a job that closes fd 3 has said all it will: the channel ends, and fd 4 with it)
+              if (channel[3] && channel[4]) this.channel = new CommandChannel(channel[3], channel[4], s.handler, s.log, s.id);
+            } else if (s.onLine) {
+              splitLines(socket, s.onLine);
+            } else {
+              socket.destroy();
+            }
+          },
+        });
+      } catch (err) {
+        this.resolveSettled();
+        resolve({ ok: false, busy: false, error: (err as Error).message });
+      }
+    });
   }
 
   /** SIGTERM to the whole process group, SIGKILL after the grace period. */
   kill(reason: Exclude<EndReason, 'exit'>): void {
-    const pid = this.child?.pid;
-    if (pid === undefined || this.child?.exitCode !== null || this.child.signalCode !== null) return;
+    const pid = this.pidValue;
+    if (pid === undefined) {
+      this.pendingKill ??= reason;
+      return;
+    }
+    if (!this.running) return;
     if (this.reason === 'exit') this.reason = reason;
     signalGroup(pid, 'SIGTERM');
     this.killTimer ??= setTimeout(() => signalGroup(pid, 'SIGKILL'), this.spec.killGraceMs);
   }
 
-  private onExit(code: number | null, signal: NodeJS.Signals | null): void {
+  private onExit(code: number | null, signal: string | null, unheard = false): void {
+    if (!this.running) return;
+    this.running = false;
     const finished = new Date();
     if (this.timeout) clearTimeout(this.timeout);
     if (this.killTimer) clearTimeout(this.killTimer);
@@ -137,14 +169,14 @@ export class JobProcess {
     // child would otherwise outlive its job). The group's id is the job's pid,
     // which stays reserved while any member lives; a group found empty is not
     // signalled again.
-    const pid = this.child?.pid;
-    if (pid !== undefined && signalGroup(pid, 'SIGTERM')) {
+    const pid = this.pidValue;
+    if (pid !== undefined && signalGroup(pid, unheard ? 'SIGKILL' : 'SIGTERM')) {
       setTimeout(() => { if (signalGroup(pid, 0)) signalGroup(pid, 'SIGKILL'); }, this.spec.killGraceMs).unref();
     }
     const busy = Boolean(this.spec.runAs?.setpriv) && code === 126 && this.setprivFoundBusy();
     this.resolveExited({ exitCode: code, signal, reason: this.reason, started: this.started, finished, busy });
+    this.resolveSettled();
   }
-
   /** setpriv exits 126 with "Text file busy" when the job file is still open for writing. */
   private setprivFoundBusy(): boolean {
     try {
@@ -199,15 +231,33 @@ function signalGroup(pid: number, sig: NodeJS.Signals | 0): boolean {
   }
 }
 
-function explainSpawnError(err: NodeJS.ErrnoException, s: JobSpec): string {
-  switch (err.code) {
-    case 'ENOENT':
-      return fs.existsSync(s.cwd) ? 'job file vanished before it could start (ENOENT)' : `working directory ${s.cwd} does not exist (ENOENT)`;
-    case 'EACCES':
+/** A name for an errno number (ENOENT), or the number. */
+function errnoName(errno: number): string {
+  for (const [name, n] of Object.entries(os.constants.errno)) if (n === errno) return name;
+  return `errno ${errno}`;
+}
+
+function signalName(n: number): string {
+  for (const [name, v] of Object.entries(os.constants.signals)) if (v === n) return name;
+  return String(n);
+}
+
+function sizeOf(file: string): number {
+  try { return fs.statSync(file).size; } catch { return 0; }
+}
+
+/** Why a job could not start, from the errno and the step the helper gives. */
+function explainStartError(code: string, step: string, s: JobSpec): string {
+  switch (`${step} ${code}`) {
+    case 'chdir ENOENT':
+      return `working directory ${s.cwd} does not exist (ENOENT)`;
+    case 'exec ENOENT':
+      return fs.existsSync(s.file) ? 'the interpreter its #! line names was not found (ENOENT)' : 'job file vanished before it could start (ENOENT)';
+    case 'exec EACCES':
       return 'permission denied executing the job (EACCES: noexec mount or no search permission?)';
-    case 'ENOEXEC':
+    case 'exec ENOEXEC':
       return 'not an executable format (ENOEXEC)';
     default:
-      return `${err.code ?? 'error'}: ${err.message}`;
+      return `${step}: ${code}`;
   }
 }

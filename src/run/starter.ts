@@ -4,7 +4,6 @@
 // second name (a hard link) — is not a failure: it is started again later,
 // backing off, holding on to its admission ticket meanwhile.
 
-import fs from 'node:fs';
 import path from 'node:path';
 import type { ClaimedJob } from '../spool/claim.js';
 import { ClaimRefused, linkCount } from '../spool/claim.js';
@@ -78,11 +77,7 @@ export class Starter {
   start(job: ClaimedJob, ticket: Ticket): void {
     const { d } = this;
     const m = job.meta;
-    // the log its claim left open is used by this start or closed now (a later start opens it again)
-    const logFd = job.logFd;
-    job.logFd = undefined;
     if (job.links > 1 && (job.links = linkCount(job)) > 1) {
-      if (logFd !== undefined) fs.closeSync(logFd);
       if ((this.notReadyTries.get(job.id) ?? 0) < LINK_WAIT_TRIES) {
         this.waitReady(job, ticket, 'the file has a second name (a hard link): waiting for it to go');
         return;
@@ -101,25 +96,27 @@ export class Starter {
       owner: job.owner,
       identity: m,
       logPath: d.logPath(job),
-      logFd,
       timeoutMs: ticket.group.settings.timeout ?? d.opts.timeoutMs,
       killGraceMs: d.opts.killGraceMs,
       handler: d.protocol.handlerFor({ id: job.id, tree: d.opts.tree ?? m.tree ?? d.layout.groupDir(m.dir), owner: job.owner }),
       log: d.log,
       onLine: d.opts.chaqum ? (line) => this.jobLine(job, line) : undefined,
     });
-    let r: StartResult;
-    try {
-      r = proc.start();
-    } catch (err) {
-      r = { ok: false as const, busy: false as const, error: errText(err) };
-    }
+    // it counts as running from now: its process starts in the helper, and
+    // kills or a stop meanwhile apply as soon as it is there
+    const running = { job, proc, ticket };
+    this.running.set(job.id, running);
+    ticket.group.running++;
+    d.load.jobStarted(job.id);
+    d.protocol.jobStarted(job.id);
+    void proc.start().then((r) => this.startResult(running, r));
+  }
+
+  private startResult(running: Running, r: StartResult): void {
+    const { d } = this;
+    const { job, proc, ticket } = running;
+    const m = job.meta;
     if (r.ok) {
-      const running = { job, proc, ticket };
-      this.running.set(job.id, running);
-      ticket.group.running++;
-      d.load.jobStarted(job.id);
-      d.protocol.jobStarted(job.id);
       d.log.info('job-start', { id: job.id, name: m.name, group: m.group, attempt: m.attempt, pid: proc.pid });
       // its process group id is its pid (its own session)
       if (proc.pid !== undefined && !d.watch(proc.pid)) {
@@ -130,14 +127,24 @@ export class Starter {
       d.started();
       return;
     }
-    if (r.busy) {
+    this.running.delete(job.id);
+    ticket.group.running--;
+    d.load.jobEnded(job.id);
+    if (r.busy && !d.stopping()) {
       this.waitReady(job, ticket);
       return;
     }
     ticket.release();
+    if (r.busy) {
+      // stopping: it goes back now (the stop waits for this start, not for a timer)
+      this.requeue(job);
+      d.changed();
+      return;
+    }
     this.notReadyTries.delete(job.id);
     d.log.warn('job-start-failed', { id: job.id, name: m.name, group: m.group, error: r.error });
     d.conclude(job, { status: 'failed', exitCode: null, signal: null, started: null, finished: new Date(), error: r.error }, ticket);
+    d.changed();
   }
 
   /** Kill a running job; false if it is not running here. */

@@ -27,8 +27,6 @@ export type { ClaimedEntry } from './claimed.js';
 export interface ClaimedJob extends ClaimedEntry {
   /** who it runs as: from the claimed file (spool and retry jobs) or from the job that enqueued it */
   owner: JobOwner;
-  /** its log, open: made by the claim, taken by the first start (run/starter.ts) */
-  logFd?: number;
   /**
    * the claimed file's link count: a job file has one name. A second one is
    * either a submitter's hidden temporary name, about to go (link, then
@@ -91,36 +89,28 @@ export function claimFromSpool(layout: Layout, node: string, id: string, c: Cand
   if (dst === null || exists(dst)) return claimIntoDir(layout, node, id, c, now, ctx);
   // the log first: a flat job is never without the id its log's name holds
   const log = path.join(where, logName!);
-  const logFd = createLog(where, log);
+  createLog(where, log);
   let claimed = false;
   try {
     claimed = renameIn(layout, c, dst);
   } finally {
-    if (!claimed) {
-      fs.closeSync(logFd);
-      fs.rmSync(log, { force: true });
-    }
+    if (!claimed) fs.rmSync(log, { force: true });
   }
   if (!claimed) return null;
-  try {
-    const st = fs.lstatSync(dst);
-    const job = flatEntry(area, node, c.dir, path.basename(dst), id, st);
-    return { ...job, ...claimedOwner(job, ctx, st), logFd };
-  } catch (err) {
-    fs.closeSync(logFd);
-    throw err;
-  }
+  const st = fs.lstatSync(dst);
+  const job = flatEntry(area, node, c.dir, path.basename(dst), id, st);
+  return { ...job, ...claimedOwner(job, ctx, st) };
 }
 
-/** An empty log, in its group's part of the area (made on its first job); open for appending. */
-function createLog(where: string, log: string): number {
+/** An empty log, in its group's part of the area (made on its first job). */
+function createLog(where: string, log: string): void {
   try {
-    return fs.openSync(log, 'wx', 0o644);
+    fs.closeSync(fs.openSync(log, 'wx', 0o644));
   } catch (err) {
     if (!isErrno(err, 'ENOENT')) throw err;
     // (the node's area too, should a recoverer have taken it: it is made anew on the next heartbeat anyway)
     fs.mkdirSync(where, { recursive: true, mode: 0o755 });
-    return fs.openSync(log, 'wx', 0o644);
+    fs.closeSync(fs.openSync(log, 'wx', 0o644));
   }
 }
 

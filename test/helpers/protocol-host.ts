@@ -205,20 +205,24 @@ export class TestHost implements ProtocolHost {
       handler: this.protocol.handlerFor({ id: job.id, tree: job.tree, owner: ME }),
       log: this.log,
     });
-    const r = proc.start();
-    if (!r.ok) {
-      this.log.warn('job-start-failed', { id: job.id, error: r.busy ? 'busy' : r.error });
-      this.drop(job, false);
-      return;
-    }
     job.proc = proc;
     if (g) g.running++;
     this.protocol.jobStarted(job.id);
-    void proc.exited.then((end) => {
-      job.end = end;
+    void proc.start().then((r) => {
+      if (r.ok) {
+        void proc.exited.then((end) => {
+          job.end = end;
+          if (g) g.running--;
+          this.protocol.jobEnded(job.id, end.exitCode, end.reason === 'killed' || end.reason === 'timeout', end.signal);
+          this.notify(job.id);
+          this.pump();
+        });
+        return;
+      }
+      this.log.warn('job-start-failed', { id: job.id, error: r.busy ? 'busy' : r.error });
       if (g) g.running--;
-      this.protocol.jobEnded(job.id, end.exitCode, end.reason === 'killed' || end.reason === 'timeout', end.signal);
-      this.notify(job.id);
+      job.proc = null;
+      this.drop(job, false);
       this.pump();
     });
   }

@@ -7,7 +7,8 @@
 // runs for real: the built daemon, real users, real processes; every wait is
 // for a file or a log line, bounded.
 
-import { execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
@@ -62,6 +63,15 @@ mv "$1.tmp" "$1"
   const daemon = start(t, BIN.pmjq, ['-j', '0', '--poll', '200ms', '-o', archive, spool]);
   await daemon.waitLine(/event=start /, 60_000);
   return { A, V, dir, spool, archive, out, bin, agroup, vgroup, secret, vhome, daemon };
+}
+
+/**
+ * `pmjqctl kill`, run without blocking this process: the daemon's log comes
+ * through a pipe this process reads, and a daemon blocked on a full pipe
+ * would never see the request.
+ */
+async function pmjqctlKill(spool: string, id: string): Promise<void> {
+  await promisify(execFile)(process.execPath, [BIN.pmjqctl, 'kill', spool, id]);
 }
 
 /** Resolves once the daemon logged the end of the job named `name`. */
@@ -205,7 +215,7 @@ while [ ! -e ${out}/go-${name} ]; do sleep 0.05; done
     await until('the victim\'s sub-job', () => reports(path.join(out, 'v5sub')).length === 1);
     t.equal(reports(path.join(out, 'v5sub'))[0]!.uid, V.uid, '… and it runs as the victim');
     // killing the flooding job takes its queued sub-jobs with it: the count is free again
-    execFileSync(process.execPath, [BIN.pmjqctl, 'kill', f.spool, read(path.join(out, 'a5.id')).trim()], { stdio: 'ignore' });
+    await pmjqctlKill(f.spool, read(path.join(out, 'a5.id')).trim());
     await ended(f, 'a5');
 
     const t0 = Date.now();
@@ -217,7 +227,7 @@ while [ ! -e ${out}/go-${name} ]; do sleep 0.05; done
     t.ok(n6 >= 10_000 && n6 <= 10_002, `${n6} sub-jobs queued before E (10 000 queued, one running)`);
     t.match(r6, /E enqueue: 10000 sub-jobs of this user are queued already \(limit 10000\)/, 'E names the count limit');
     t.ok(grown < 300e6, `the daemon's memory grew by ${(grown / 1e6).toFixed(0)} MB (bounded)`);
-    execFileSync(process.execPath, [BIN.pmjqctl, 'kill', f.spool, read(path.join(out, 'a6.id')).trim()], { stdio: 'ignore' });
+    await pmjqctlKill(f.spool, read(path.join(out, 'a6.id')).trim());
     await ended(f, 'a6');
   });
 

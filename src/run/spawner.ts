@@ -1,0 +1,199 @@
+// The spawner: starts job processes through libexec/pmjq-spawn, a small Perl
+// process of our own, instead of Node's spawn. Node's spawn forks the whole
+// daemon and waits, blocked, until the child has exec'd: measured, half of
+// the daemon's time per job. The helper forks cheaply and the daemon waits
+// for nothing: it writes a request and hears "started", then "exit", later.
+//
+// A job's fd 3 and fd 4 (and, when its output is read line by line, its
+// stdout and stderr) are each a connection to a Unix socket of ours, in a
+// directory only our user can enter, each naming its job by a first line
+// with a token: a counter after a random secret, so that no other process
+// can pass for a job even if it could connect.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const HELPER = fileURLToPath(new URL('../../libexec/pmjq-spawn', import.meta.url));
+/** the first line of a connection: "TOKEN FD\n", well under this */
+const MAX_FIRST_LINE = 128;
+
+export interface SpawnRequest {
+  file: string;
+  args: string[];
+  cwd: string;
+  env: NodeJS.ProcessEnv;
+  /** stdout and stderr appended to this file; null: both come as streams (`onStreams`) */
+  logPath: string | null;
+  /** switch to these ids (the owner's, when setpriv is not there) */
+  ids?: { uid: number; gid: number };
+}
+
+/** What the helper tells about one job. */
+export interface SpawnEvents {
+  started(pid: number): void;
+  /**
+   * it did not start: errno and the step that failed (connect, fork, setsid,
+   * log, dup2, chdir, setgid, setuid, exec); or, step "helper", the helper
+   * went away, before the start or after it (then the exit is not known)
+   */
+  failed(errno: number, step: string): void;
+  /** the wait status of a started job */
+  exited(status: number): void;
+  /** its fd 3 and fd 4 connections, and with logPath null its stdout and stderr */
+  connected(fd: 1 | 2 | 3 | 4, socket: net.Socket): void;
+}
+
+export class Spawner {
+  private helper: ChildProcess | null = null;
+  private server: net.Server | null = null;
+  private dir = '';
+  private readonly secret = randomBytes(12).toString('hex');
+  private next = 0;
+  private readonly jobs = new Map<string, SpawnEvents>();
+  private replies = '';
+  private readyWaiters: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
+  /** where the helper's going away is told (pmjq's log) */
+  onTrouble: (message: string) => void = (m) => process.emitWarning(m);
+
+  /**
+   * Starts the helper now, resolving once it answers: a launcher calls this
+   * before it claims anything, so that a missing perl is one clear error
+   * at start rather than a failure per job.
+   */
+  ready(): Promise<void> {
+    if (this.helper && this.readyWaiters.length === 0) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      this.readyWaiters.push({ resolve, reject });
+      if (!this.helper) this.startHelper();
+    });
+  }
+
+  /** Asks for a job process; its events follow. Throws if the helper cannot be started. */
+  spawn(req: SpawnRequest, events: SpawnEvents): void {
+    const helper = this.helper ?? this.startHelper();
+    const token = `${this.secret}.${++this.next}`;
+    const env = Object.entries(req.env).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${v}`);
+    const argv = [req.file, ...req.args];
+    const fields = [
+      token, req.logPath ?? '', req.logPath === null ? 'lines' : 'log', req.cwd,
+      req.ids ? String(req.ids.uid) : '-', req.ids ? String(req.ids.gid) : '-',
+      String(argv.length), ...argv, String(env.length), ...env,
+    ];
+    for (const f of fields) if (f.includes('\0')) throw new Error('a NUL byte in an argument or environment variable');
+    this.jobs.set(token, events);
+    this.refWhileBusy();
+    // its length first: fields may be empty, and may hold any byte but NUL
+    const request = Buffer.from(fields.join('\0'));
+    helper.stdin!.write(Buffer.concat([Buffer.from(`${request.length}\n`), request]));
+  }
+
+  /** Stops the helper (it exits at EOF) and removes the socket. */
+  close(): void {
+    const helper = this.helper;
+    this.helper = null;
+    helper?.stdin?.end();
+    this.server?.close();
+    if (this.dir) fs.rmSync(this.dir, { recursive: true, force: true });
+    this.server = null;
+    this.dir = '';
+  }
+
+  private startHelper(): ChildProcess {
+    if (!this.server) {
+      // mkdtemp makes it 0700: only our user can connect
+      this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pmjq-spawn-'));
+      this.server = net.createServer((s) => this.accept(s));
+      this.server.listen(path.join(this.dir, 's'));
+      this.server.unref();
+    }
+    const socketPath = path.join(this.dir, 's');
+    const helper = spawn('perl', [HELPER, socketPath], { stdio: ['pipe', 'pipe', 'inherit'] });
+    helper.stdout!.setEncoding('utf8');
+    helper.stdout!.on('data', (chunk: string) => this.onReplies(chunk));
+    helper.on('error', (err) => {
+      if (this.helper === helper) this.helperGone(`cannot run the job helper (perl ${HELPER}): ${err.message}; is perl installed?`);
+    });
+    helper.on('exit', (code, signal) => {
+      if (this.helper === helper) this.helperGone(`the job helper (perl ${HELPER}) exited (${signal ?? `exit ${code}`})`);
+    });
+    helper.stdin!.on('error', () => { /* reported by 'exit' */ });
+    // an idle helper keeps no process alive (see refWhileBusy)
+    helper.unref();
+    process.once('exit', () => this.close());
+    this.helper = helper;
+    return helper;
+  }
+
+  /** The helper's replies keep this process alive while a job is starting or running, not longer. */
+  private refWhileBusy(): void {
+    const out = this.helper?.stdout as (NodeJS.ReadableStream & { ref?: () => void; unref?: () => void }) | undefined;
+    if (this.jobs.size > 0) out?.ref?.();
+    else out?.unref?.();
+  }
+
+  private onReplies(chunk: string): void {
+    this.replies += chunk;
+    let nl: number;
+    while ((nl = this.replies.indexOf('\n')) >= 0) {
+      const [what, token, a, b] = this.replies.slice(0, nl).split(' ');
+      this.replies = this.replies.slice(nl + 1);
+      if (what === 'ready') {
+        for (const w of this.readyWaiters.splice(0)) w.resolve();
+        continue;
+      }
+      const ev = this.jobs.get(token!);
+      if (!ev) continue;
+      if (what === 'started') ev.started(Number(a));
+      else if (what === 'failed') { this.jobs.delete(token!); ev.failed(Number(a), b ?? ''); }
+      else if (what === 'exit') { this.jobs.delete(token!); ev.exited(Number(a)); }
+    }
+    this.refWhileBusy();
+  }
+
+  /** A connection names its job and descriptor on its first line; anything else is dropped. */
+  private accept(s: net.Socket): void {
+    let head = Buffer.alloc(0);
+    const onData = (chunk: Buffer): void => {
+      head = Buffer.concat([head, chunk]);
+      const nl = head.indexOf(10);
+      if (nl < 0) {
+        if (head.length > MAX_FIRST_LINE) s.destroy();
+        return;
+      }
+      s.off('data', onData);
+      s.pause();
+      const [token, fd] = head.subarray(0, nl).toString('latin1').split(' ');
+      const rest = head.subarray(nl + 1);
+      if (rest.length > 0) s.unshift(rest);
+      const ev = this.jobs.get(token ?? '');
+      if (!ev || !['1', '2', '3', '4'].includes(fd ?? '')) { s.destroy(); return; }
+      ev.connected(Number(fd) as 1 | 2 | 3 | 4, s);
+    };
+    s.on('data', onData);
+    s.on('error', () => s.destroy());
+  }
+
+  /**
+   * Without the helper, the exits of the jobs it started will not be heard
+   * of: they are told so (failed, step "helper"), and the next job starts a
+   * new helper.
+   */
+  private helperGone(why: string): void {
+    this.helper = null;
+    this.replies = '';
+    const waiters = this.readyWaiters.splice(0);
+    for (const w of waiters) w.reject(new Error(why));
+    if (waiters.length === 0) this.onTrouble(why);
+    const jobs = [...this.jobs.values()];
+    this.jobs.clear();
+    for (const ev of jobs) ev.failed(0, 'helper');
+  }
+}
+
+/** One spawner per process, started with its first job. */
+export const spawner = new Spawner();
