@@ -69,10 +69,11 @@ function run(id, file, args, cwd, parent) {
     id, file, args, cwd, env, logPath: path.join(dir, 'logs', 'all.log'), killGraceMs: 1000,
     handler: protocol.handlerFor({ id, tree, owner: ME }), log,
   });
-  const r = proc.start();
-  if (!r.ok) { protocol.jobEnded(id, null); return Promise.resolve(null); }
   protocol.jobStarted(id);
-  return proc.exited.then((end) => { protocol.jobEnded(id, end.exitCode, end.reason !== 'exit'); return end; });
+  return proc.start().then((r) => {
+    if (!r.ok) { protocol.jobEnded(id, null); return null; }
+    return proc.exited.then((end) => { protocol.jobEnded(id, end.exitCode, end.reason !== 'exit'); return end; });
+  });
 }
 
 const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]; };

@@ -19,6 +19,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const HELPER = fileURLToPath(new URL('../../libexec/pmjq-spawn', import.meta.url));
+const PERL_PATHS = ['/usr/bin/perl', '/bin/perl', '/usr/local/bin/perl'];
 /** the first line of a connection: "TOKEN FD\n", well under this */
 const MAX_FIRST_LINE = 128;
 
@@ -112,14 +113,16 @@ export class Spawner {
       this.server.unref();
     }
     const socketPath = path.join(this.dir, 's');
-    const helper = spawn('perl', [HELPER, socketPath], { stdio: ['pipe', 'pipe', 'inherit'] });
+    // a perl from the system's directories, with nothing of our environment (no PERL5OPT, PERL5LIB)
+    const perl = PERL_PATHS.find((p) => { try { fs.accessSync(p, fs.constants.X_OK); return true; } catch { return false; } }) ?? 'perl';
+    const helper = spawn(perl, [HELPER, socketPath], { stdio: ['pipe', 'pipe', 'inherit'], env: {} });
     helper.stdout!.setEncoding('utf8');
     helper.stdout!.on('data', (chunk: string) => this.onReplies(chunk));
     helper.on('error', (err) => {
-      if (this.helper === helper) this.helperGone(`cannot run the job helper (perl ${HELPER}): ${err.message}; is perl installed?`);
+      if (this.helper === helper) this.helperGone(`cannot run the job helper (${perl} ${HELPER}): ${err.message}; is perl installed?`);
     });
     helper.on('exit', (code, signal) => {
-      if (this.helper === helper) this.helperGone(`the job helper (perl ${HELPER}) exited (${signal ?? `exit ${code}`})`);
+      if (this.helper === helper) this.helperGone(`the job helper (${perl} ${HELPER}) exited (${signal ?? `exit ${code}`})`);
     });
     helper.stdin!.on('error', () => { /* reported by 'exit' */ });
     // an idle helper keeps no process alive (see refWhileBusy)

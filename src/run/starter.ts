@@ -11,7 +11,6 @@ import type { Outcome } from '../spool/finish.js';
 import type { Layout } from '../spool/layout.js';
 import type { Ticket } from '../schedule/admission.js';
 import type { LoadModel } from '../schedule/barrier.js';
-import { errText } from '../util/fsx.js';
 import type { Logger } from '../util/log.js';
 import type { JobEnd, JobProcess, StartResult } from './job-process.js';
 import { launch, type Launcher } from './launch.js';

@@ -1,0 +1,78 @@
+// The job helper (pmjq(1) THE JOB PROCESS): jobs are forked and exec'd by
+// libexec/pmjq-spawn. A job is its child with exactly fds 0-4, 3 and 4 being
+// sockets to pmjq; without perl pmjq refuses to start, saying so, and leaves
+// the queue alone; a helper that dies takes nothing with it: its running
+// job is stopped and runs again, and the next jobs run through a new helper.
+
+import fs from 'node:fs';
+import path from 'node:path';
+import t from 'tap';
+import { BIN, ROOT_ARGS, archived, dropJob, run, scratch, start, waitFor } from '../helpers/helpers.js';
+
+const read = (f: string): string => fs.readFileSync(f, 'utf8');
+
+t.test('a job is the helper\'s child, with fds 0-4 only, fd 3 and 4 two sockets', async (t) => {
+  const { dir, spool, archive } = scratch(t);
+  const out = path.join(dir, 'out');
+  dropJob(spool, 'probe', `#!/bin/sh
+ls /proc/$$/fd | sort -n | tr '\\n' ' ' > '${out}.fds'
+tr '\\0' ' ' < /proc/$PPID/cmdline > '${out}.parent'
+readlink /proc/$$/fd/3 /proc/$$/fd/4 > '${out}.sockets'
+`);
+  const r = await run(t, BIN.pmjq, [...ROOT_ARGS, '--once', '-o', archive, spool]);
+  t.equal(r.code, 0, r.stderr);
+  // (ls's own directory descriptor is listed too: 0-4 and one more)
+  t.match(read(`${out}.fds`), /^0 1 2 3 4 \d+ $/, 'descriptors 0-4, nothing of pmjq\'s');
+  t.match(read(`${out}.parent`), /perl .*libexec\/pmjq-spawn /, 'its parent is pmjq-spawn');
+  const sockets = read(`${out}.sockets`).trim().split('\n');
+  t.match(sockets[0], /^socket:\[\d+\]$/, 'fd 3 is a socket');
+  t.match(sockets[1], /^socket:\[\d+\]$/, 'fd 4 is a socket');
+  t.not(sockets[0], sockets[1], 'two of them: closing fd 3 ends the commands, as with a pipe');
+});
+
+t.test('without perl, pmjq says so at start and leaves the queue as it was', async (t) => {
+  const { dir, spool, archive } = scratch(t);
+  dropJob(spool, 'waiting', '#!/bin/sh\nexit 0\n');
+  // a mount namespace where perl is not executable (/dev/null bound over it)
+  const wrapper = path.join(dir, 'no-perl.mjs');
+  fs.writeFileSync(wrapper, `import { spawnSync } from 'node:child_process';
+const r = spawnSync('unshare', ['-m', 'sh', '-c', 'mount --bind /dev/null "$(readlink -f /usr/bin/perl)" && exec "$0" "$@"', process.execPath, ...process.argv.slice(2)], { stdio: 'inherit' });
+process.exit(r.status ?? 1);
+`);
+  const r = await run(t, wrapper, [BIN.pmjq, ...ROOT_ARGS, '--once', '-o', archive, spool]);
+  t.equal(r.code, 1, 'exit 1');
+  const lines = r.stderr.trim().split('\n').filter((l) => !/event=start /.test(l));
+  t.equal(lines.length, 1, `one line:\n${r.stderr}`);
+  t.match(lines[0], /cannot run the job helper .*pmjq-spawn.*is perl installed\?/, 'it names the helper and perl');
+  t.ok(fs.existsSync(path.join(spool, 'waiting')), 'the job is still queued');
+  t.same(archived(archive), [], 'nothing was run or archived');
+});
+
+t.test('a helper that dies: its running job is stopped and runs again, later jobs run through a new helper', async (t) => {
+  const { dir, spool, archive } = scratch(t);
+  const out = path.join(dir, 'out');
+  fs.mkdirSync(out);
+  // the first attempt waits (and tells its parent); the second ends at once
+  dropJob(spool, 'long', `#!/bin/sh
+echo "$PMJQ_ATTEMPT $PPID" >> '${out}/long'
+[ -e '${out}/long.2' ] && exit 0
+touch '${out}/long.2'
+while :; do sleep 0.05; done
+`);
+  const p = start(t, BIN.pmjq, [...ROOT_ARGS, '--poll', '200ms', '--kill-grace', '1s', '-o', archive, spool]);
+  const first = await waitFor('the first run', () => fs.existsSync(`${out}/long.2`) && read(`${out}/long`).trim());
+  const helper = Number(first.split(' ')[1]);
+  t.match(read(`/proc/${helper}/cmdline`), /pmjq-spawn/, 'the job\'s parent is the helper');
+  process.kill(helper, 'SIGKILL');
+  await p.waitLine(/event=job-helper .*exited \(SIGKILL\)/);
+  await waitFor('the job archived', () => archived(archive).some((a) => a.name === 'long'), 20_000);
+  const runs = read(`${out}/long`).trim().split('\n');
+  t.equal(runs.length, 2, 'it ran again after its first run was stopped');
+  t.not(runs[1]!.split(' ')[1], String(helper), 'through a new helper');
+  dropJob(spool, 'after', `#!/bin/sh\necho ran > '${out}/after'\n`);
+  await waitFor('the next job', () => fs.existsSync(`${out}/after`));
+  t.ok(archived(archive).some((a) => a.name === 'after'), 'later jobs run as usual');
+  t.equal(p.child.exitCode, null, 'pmjq kept running');
+  p.kill('SIGTERM');
+  t.equal(await p.exited, 0, 'and stops as usual');
+});
