@@ -19,7 +19,7 @@ import { nameFields, writeMeta, type JobMeta } from './meta.js';
 import * as names from './names.js';
 import type { JobOwner } from '../run/owner.js';
 import { ownerOf } from '../run/privileges.js';
-import { isErrno, writeFileAtomic } from '../util/fsx.js';
+import { exists, isErrno, writeFileAtomic } from '../util/fsx.js';
 
 export type { ClaimedEntry } from './claimed.js';
 
@@ -219,11 +219,3 @@ export function claimFromRetry(layout: Layout, node: string, c: Candidate, now: 
   return { ...job, ...claimedOwner(job, ctx) };
 }
 
-function exists(p: string): boolean {
-  try {
-    fs.lstatSync(p);
-    return true;
-  } catch {
-    return false;
-  }
-}

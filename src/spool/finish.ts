@@ -13,7 +13,7 @@ import { LOG_FILE, META_FILE, REJECT_FILE, groupOf, hostName, stamp, type Layout
 import { nameBytes, nameFields, type JobMeta } from './meta.js';
 import * as names from './names.js';
 import type { JobRecord, JobStatus } from './record.js';
-import { isErrno, linkNoReplace, moveNoReplace, removeTree, writeFileAtomic, type PathLike } from '../util/fsx.js';
+import { exists, isErrno, linkNoReplace, moveNoReplace, removeTree, writeFileAtomic, type PathLike } from '../util/fsx.js';
 
 const NAME_MAX = 255;
 const HISTORY_ROTATE_BYTES = 64 * 1024 * 1024;
@@ -488,11 +488,3 @@ function removeClaimed(job: ClaimedEntry): void {
   }
 }
 
-function exists(p: string | Buffer): boolean {
-  try {
-    fs.lstatSync(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
