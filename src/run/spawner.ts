@@ -106,8 +106,9 @@ export class Spawner {
 
   private startHelper(): ChildProcess {
     if (!this.server) {
+      removeStaleSocketDirs();
       // mkdtemp makes it 0700: only our user can connect
-      this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pmjq-spawn-'));
+      this.dir = fs.mkdtempSync(path.join(os.tmpdir(), SOCKET_DIR_PREFIX));
       this.server = net.createServer((s) => this.accept(s));
       this.server.listen(path.join(this.dir, 's'));
       this.server.unref();
@@ -195,6 +196,33 @@ export class Spawner {
     const jobs = [...this.jobs.values()];
     this.jobs.clear();
     for (const ev of jobs) ev.failed(0, 'helper');
+  }
+}
+
+const SOCKET_DIR_PREFIX = 'pmjq-spawn-';
+
+/**
+ * The socket directories of our user's pmjq processes that died without
+ * removing theirs (killed -9): one whose socket refuses a connection is
+ * nobody's any more. Looked at once, in the background, when a helper starts.
+ */
+function removeStaleSocketDirs(): void {
+  const tmp = os.tmpdir();
+  const uid = process.getuid?.();
+  let entries: string[];
+  try { entries = fs.readdirSync(tmp).filter((e) => e.startsWith(SOCKET_DIR_PREFIX)); } catch { return; }
+  for (const e of entries) {
+    const dir = path.join(tmp, e);
+    try {
+      const st = fs.lstatSync(dir);
+      if (!st.isDirectory() || st.uid !== uid) continue;
+    } catch { continue; }
+    const probe = net.connect(path.join(dir, 's'));
+    probe.on('connect', () => probe.destroy());
+    probe.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'ECONNREFUSED') fs.rmSync(dir, { recursive: true, force: true });
+    });
+    probe.unref();
   }
 }
 

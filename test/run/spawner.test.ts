@@ -15,14 +15,19 @@ t.test('a job is the helper\'s child, with fds 0-4 only, fd 3 and 4 two sockets'
   const { dir, spool, archive } = scratch(t);
   const out = path.join(dir, 'out');
   dropJob(spool, 'probe', `#!/bin/sh
-ls /proc/$$/fd | sort -n | tr '\\n' ' ' > '${out}.fds'
 tr '\\0' ' ' < /proc/$PPID/cmdline > '${out}.parent'
 readlink /proc/$$/fd/3 /proc/$$/fd/4 > '${out}.sockets'
+# (from a process of its own: a shell keeps descriptors of its own about)
+exec ls -l /proc/self/fd
 `);
   const r = await run(t, BIN.pmjq, [...ROOT_ARGS, '--once', '-o', archive, spool]);
   t.equal(r.code, 0, r.stderr);
-  // (ls's own directory descriptor is listed too: 0-4 and one more)
-  t.match(read(`${out}.fds`), /^0 1 2 3 4 \d+ $/, 'descriptors 0-4, nothing of pmjq\'s');
+  // (ls's own, on the directory it lists, aside)
+  const listing = read(archived(archive).find((a) => a.name === 'probe')!.file + '.log');
+  const fds = [...listing.matchAll(/ (\d+) -> (.*)$/gm)].map((m) => ({ fd: Number(m[1]), to: m[2]! }));
+  const others = fds.filter((f) => f.fd > 4 && !/^\/proc\/\d+\/fd$/.test(f.to));
+  t.same(fds.map((f) => f.fd).filter((fd) => fd <= 4).sort(), [0, 1, 2, 3, 4], 'descriptors 0-4');
+  t.same(others, [], 'nothing of pmjq\'s or its helper\'s');
   t.match(read(`${out}.parent`), /perl .*libexec\/pmjq-spawn /, 'its parent is pmjq-spawn');
   const sockets = read(`${out}.sockets`).trim().split('\n');
   t.match(sockets[0], /^socket:\[\d+\]$/, 'fd 3 is a socket');
@@ -76,3 +81,31 @@ while :; do sleep 0.05; done
   p.kill('SIGTERM');
   t.equal(await p.exited, 0, 'and stops as usual');
 });
+
+t.test('the socket directory of a pmjq killed -9 is removed by the next one', async (t) => {
+  const { spool, archive } = scratch(t);
+  const first = start(t, BIN.pmjq, [...ROOT_ARGS, '-o', archive, spool]);
+  await first.waitLine(/event=start /);
+  const helper = await waitFor('its helper', () => childrenOf(first.child.pid!).find((pid) => /pmjq-spawn/.test(cmdline(pid))));
+  const dir = path.dirname(cmdline(helper).split('\0')[2]!);
+  t.match(path.basename(dir), /^pmjq-spawn-/, `its socket is in ${dir}`);
+  first.kill('SIGKILL');
+  await first.exited;
+  t.ok(fs.existsSync(dir), 'left behind by the killed pmjq');
+  const second = start(t, BIN.pmjq, [...ROOT_ARGS, '-o', archive, spool]);
+  await second.waitLine(/event=start /);
+  await waitFor('the stale directory removed', () => !fs.existsSync(dir));
+  t.pass('removed by the next pmjq, which runs on');
+  second.kill('SIGTERM');
+  t.equal(await second.exited, 0);
+});
+
+function cmdline(pid: number): string {
+  try { return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8'); } catch { return ''; }
+}
+
+function childrenOf(pid: number): number[] {
+  try {
+    return fs.readdirSync(`/proc/${pid}/task`).flatMap((task) => read(`/proc/${pid}/task/${task}/children`).trim().split(/\s+/).filter(Boolean).map(Number));
+  } catch { return []; }
+}
