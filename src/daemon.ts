@@ -151,7 +151,8 @@ export class Daemon {
       opts: { timeoutMs: o.timeoutMs, killGraceMs: o.killGraceMs, tree: o.tree, chaqum: o.chaqum },
       logPath: (job) => this.finisher.logPath(job),
       watch: (pgid) => this.fencing.watch(pgid),
-      started: stallForTest,
+      started: () => stallForTest('started'),
+      requested: () => stallForTest('requested'),
       stoppedByWatchdog: (pgid) => this.fencing.stoppedByWatchdog(pgid),
       reject: (r) => this.claimer.rejectClaimed(r),
       exited: (job, ticket, end, stopped) => this.completion.exited(job, ticket, end, stopped),
@@ -197,6 +198,7 @@ export class Daemon {
     this.stateCheck.prepare();
     // the job helper answers before anything is claimed (no perl: one error now, not one per job)
     spawner.onTrouble = (error) => this.log.error('job-helper', { error });
+    spawner.onHelper = (pid) => this.fencing.helper(pid);
     await spawner.ready();
     const detected = detectWatchMode(this.layout.spool);
     this.mode = o.watch === 'auto' ? detected.mode : o.watch;

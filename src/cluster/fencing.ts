@@ -51,6 +51,7 @@ export class Fencing {
   private heartbeat: Heartbeat | null = null;
   /** stops our jobs when the heartbeat goes unrenewed for half the lease, even while this thread is blocked */
   private watchdog: Watchdog | null = null;
+  private helperPid = 0;
   private readonly membership: Membership;
   /** monotonicMs() at which the last heartbeat written in time began */
   private lastBeat = monotonicMs();
@@ -82,6 +83,7 @@ export class Fencing {
   start(): void {
     const { d } = this;
     this.watchdog = new Watchdog({ node: d.node, leaseMs: d.opts.leaseMs, killGraceMs: d.opts.killGraceMs, logFormat: d.opts.logFormat, verbosity: d.opts.verbosity }, d.log);
+    if (this.helperPid) this.watchdog.helper(this.helperPid);
     this.heartbeat = new Heartbeat(d.layout, d.node, d.version, new Date(), () => d.snapshot(this.fencedNow), Math.min(5000, d.opts.leaseMs / 4));
     this.heartbeat.start((fsNow, startedMs) => this.beaten(fsNow, startedMs), (err) => this.beatFailed(err));
     for (const dead of deadLocalNodes(d.layout, d.node)) this.recover(dead);
@@ -95,6 +97,12 @@ export class Fencing {
   }
 
   /** The watchdog watches a job's process group; false if it watches too many already. */
+  /** The job helper's pid (pmjq-spawn): its children are this node's jobs, watched or about to be. */
+  helper(pid: number): void {
+    this.helperPid = pid;
+    this.watchdog?.helper(pid);
+  }
+
   watch(pgid: number): boolean {
     return this.watchdog === null || this.watchdog.watch(pgid);
   }

@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import { workerData } from 'node:worker_threads';
 import { Logger } from '../util/log.js';
 import { monotonicMs } from '../util/monotonic.js';
-import { BEAT, FENCES, HIGH, SLOTS, STOP, type WatchdogData } from './watchdog.js';
+import { BEAT, FENCES, HELPER, HIGH, SLOTS, STOP, UNWATCHED, UNWATCHED_MAX, UNWATCHED_NEXT, type WatchdogData } from './watchdog.js';
 
 /** How often a fenced node looks for jobs to stop (one started as it fenced) and groups to SIGKILL. */
 const FENCED_POLL_MS = 50;
@@ -21,6 +21,8 @@ const log = new Logger({ format: d.logFormat, verbosity: d.verbosity, write: wri
 
 /** Groups sent SIGTERM, by slot: SIGKILL at killAt unless their end is seen first. */
 const stopping = new Map<number, { pgid: number; killAt: number }>();
+/** Jobs not watched yet, sent SIGTERM, by pid: SIGKILL at killAt unless they are gone */
+const stoppingUnwatched = new Map<number, number>();
 /** the heartbeat whose silence fenced the node (a renewed one re-arms the watchdog) */
 let fencedFor: bigint | null = null;
 /** what the `fenced` line will say, once the groups it stopped are gone or killed */
@@ -37,8 +39,15 @@ while (Atomics.load(cells, STOP) === 0n) {
       report = { silentMs: silent, stopped: 0, killed: 0 };
       Atomics.add(cells, FENCES, 1n);
     }
-    const n = stopWatched(now);
+    const n = stopWatched(now) + stopUnwatched(now);
     if (report) report.stopped += n;
+  }
+  for (const [pid, killAt] of stoppingUnwatched) {
+    if (!signal(pid, 0) && !signalPid(pid, 0)) { stoppingUnwatched.delete(pid); continue; }
+    if (now < killAt) continue;
+    if (!signal(pid, 'SIGKILL')) signalPid(pid, 'SIGKILL');
+    stoppingUnwatched.delete(pid);
+    if (report) report.killed++;
   }
   for (const [slot, s] of stopping) {
     // its end was seen and the slot freed (or reused), or nothing is left of
@@ -49,7 +58,7 @@ while (Atomics.load(cells, STOP) === 0n) {
     stopping.delete(slot);
     if (report) report.killed++;
   }
-  if (report && stopping.size === 0) {
+  if (report && stopping.size === 0 && stoppingUnwatched.size === 0) {
     log.error('fenced', {
       node: d.node, running: report.stopped, sigkilled: report.killed, silent_ms: Math.round(report.silentMs),
       lease_ms: d.leaseMs, kill_grace_ms: d.killGraceMs,
@@ -57,7 +66,7 @@ while (Atomics.load(cells, STOP) === 0n) {
     });
     report = null;
   }
-  const sleep = fenced || stopping.size > 0 ? FENCED_POLL_MS : half - silent;
+  const sleep = fenced || stopping.size > 0 || stoppingUnwatched.size > 0 ? FENCED_POLL_MS : half - silent;
   Atomics.wait(cells, STOP, 0n, Math.max(1, sleep));
 }
 
@@ -75,6 +84,55 @@ function stopWatched(now: number): number {
     n++;
   }
   return n;
+}
+
+/**
+ * SIGTERM to the job helper's children that are not watched: jobs whose
+ * start the main thread has not heard of (it may be the thread that is
+ * blocked). Each is noted first, so that the main thread, watching it
+ * later, knows who ended it. Returns how many.
+ */
+function stopUnwatched(now: number): number {
+  const helper = Number(Atomics.load(cells, HELPER));
+  if (helper <= 0) return 0;
+  let n = 0;
+  for (const pid of childrenOf(helper)) {
+    if (stoppingUnwatched.has(pid) || isWatched(pid)) continue;
+    const at = Number(Atomics.add(cells, UNWATCHED_NEXT, 1n) % BigInt(UNWATCHED_MAX));
+    Atomics.store(cells, UNWATCHED + at, BigInt(pid));
+    // (a child that has not made its own session yet is signalled alone)
+    if (!signal(pid, 'SIGTERM')) signalPid(pid, 'SIGTERM');
+    stoppingUnwatched.set(pid, now + d.killGraceMs);
+    n++;
+  }
+  return n;
+}
+
+function isWatched(pgid: number): boolean {
+  const high = Number(Atomics.load(cells, HIGH));
+  for (let slot = SLOTS; slot < high; slot++) {
+    const v = Atomics.load(cells, slot);
+    if (v === BigInt(pgid) || v === BigInt(-pgid)) return true;
+  }
+  return false;
+}
+
+/** The children of a (single-threaded) process, from /proc: no spool is touched. */
+function childrenOf(pid: number): number[] {
+  try {
+    return fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').split(' ').filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+function signalPid(pid: number, sig: NodeJS.Signals | 0): boolean {
+  try {
+    process.kill(pid, sig);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Signal a process group; false if it has no member left. */

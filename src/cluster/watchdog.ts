@@ -23,7 +23,11 @@ export const BEAT = 0; // monotonic ms at which the last successful heartbeat be
 export const STOP = 1; // 1: the worker ends
 export const FENCES = 2; // how often the worker has fenced the node
 export const HIGH = 3; // one past the highest slot ever used
-export const SLOTS = 4; // then the slots: 0 free, +pgid watched, −pgid stopped by the watchdog
+export const HELPER = 4; // pid of the job helper (pmjq-spawn): its children are this node's jobs, watched or not yet
+export const UNWATCHED_NEXT = 5; // where the worker notes the next job it stopped before it was watched
+export const UNWATCHED = 6; // then those jobs' pids, a ring of UNWATCHED_MAX
+export const UNWATCHED_MAX = 64;
+export const SLOTS = UNWATCHED + UNWATCHED_MAX; // then the slots: 0 free, +pgid watched, −pgid stopped by the watchdog
 /** Jobs watched at once (a node runs at most this many; -j 0 included). */
 export const WATCHED_MAX = 1 << 16;
 /** --kill-grace when not given (less when the lease is too short for it) */
@@ -87,6 +91,15 @@ export class Watchdog {
     if (t > Atomics.load(this.cells, BEAT)) Atomics.store(this.cells, BEAT, t);
   }
 
+  /**
+   * The job helper's pid. A job runs from its exec, before the main thread
+   * hears of it and watches it: the worker, fenced, stops the helper's
+   * children it does not watch yet.
+   */
+  helper(pid: number): void {
+    Atomics.store(this.cells, HELPER, BigInt(pid));
+  }
+
   /** Watch a job's process group; false when WATCHED_MAX groups are watched already. */
   watch(pgid: number): boolean {
     const linger = this.lingering.get(pgid);
@@ -99,6 +112,10 @@ export class Watchdog {
       if (BigInt(slot + 1) > Atomics.load(this.cells, HIGH)) Atomics.store(this.cells, HIGH, BigInt(slot + 1));
     }
     Atomics.store(this.cells, slot, BigInt(pgid));
+    // stopped by the worker before we heard it had started: it is marked so, as a watched one would be
+    for (let i = UNWATCHED; i < UNWATCHED + UNWATCHED_MAX; i++) {
+      if (Atomics.compareExchange(this.cells, i, BigInt(pgid), 0n) === BigInt(pgid)) Atomics.store(this.cells, slot, BigInt(-pgid));
+    }
     return true;
   }
 
@@ -164,12 +181,16 @@ function groupAlive(pgid: number): boolean {
 /**
  * Test-only (test/cluster/hung-mount.test.ts): with PMJQ_TEST_BLOCK_MS=N in
  * its environment, a daemon blocks its main thread for N ms at its first job
- * start — an event loop starved for longer than the lease.
+ * start — an event loop starved for longer than the lease. Where:
+ * PMJQ_TEST_BLOCK_AT=started (default: once it heard the job started, and
+ * watches it) or requested (once it asked the helper for it: the job runs
+ * before the main thread hears of it).
  */
 let testBlockMs = Number(process.env.PMJQ_TEST_BLOCK_MS ?? 0);
+const testBlockAt = process.env.PMJQ_TEST_BLOCK_AT ?? 'started';
 
-export function stallForTest(): void {
-  if (!(testBlockMs > 0)) return;
+export function stallForTest(at: 'started' | 'requested'): void {
+  if (!(testBlockMs > 0) || at !== testBlockAt) return;
   const ms = testBlockMs;
   testBlockMs = 0;
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);

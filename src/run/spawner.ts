@@ -60,6 +60,8 @@ export class Spawner {
   private readyWaiters: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
   /** where the helper's going away is told (pmjq's log) */
   onTrouble: (message: string) => void = (m) => process.emitWarning(m);
+  /** told each helper's pid as it starts (the fencing watchdog stops its children) */
+  onHelper: (pid: number) => void = () => {};
 
   /**
    * Starts the helper now, resolving once it answers: a launcher calls this
@@ -130,6 +132,7 @@ export class Spawner {
     helper.unref();
     process.once('exit', () => this.close());
     this.helper = helper;
+    if (helper.pid !== undefined) this.onHelper(helper.pid);
     return helper;
   }
 

@@ -47,6 +47,8 @@ export interface StarterDeps {
   watch: (pgid: number) => boolean;
   /** a job has started (the fencing tests stall the thread here) */
   started: () => void;
+  /** a job's start was asked of the helper (the fencing tests stall the thread here too) */
+  requested: () => void;
   /** whether the fencing watchdog stopped this process group */
   stoppedByWatchdog: (pgid: number) => boolean;
   /** the claimed file is not an acceptable job after all */
@@ -109,6 +111,7 @@ export class Starter {
     d.load.jobStarted(job.id);
     d.protocol.jobStarted(job.id);
     void proc.start().then((r) => this.startResult(running, r));
+    d.requested();
   }
 
   private startResult(running: Running, r: StartResult): void {
