@@ -146,7 +146,7 @@ async function runClaimed(layout: Layout, job: ClaimedJob, node: string, finishe
   try { r = await proc.start(); } catch (err) { r = { ok: false as const, busy: false as const, error: errText(err) }; }
   if (!r.ok && r.busy) {
     putBack(layout, job);
-    throw new CtlError(`${q(m.name)} is still being written (ETXTBSY): left in the queue`);
+    throw new CtlError(`${q(m.name)} ${r.reason ?? 'is still being written (ETXTBSY)'}: left in the queue`);
   }
   if (!r.ok) {
     const record = finisher.archive(job, { status: 'failed', exitCode: null, signal: null, started: null, finished: new Date(), error: r.error });

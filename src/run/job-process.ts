@@ -45,8 +45,8 @@ export interface JobSpec {
 
 export type StartResult =
   | { ok: true }
-  /** the file is still open for writing (ETXTBSY): not ready yet, not a failure */
-  | { ok: false; busy: true }
+  /** the file is still open for writing (ETXTBSY), or the helper could not start it (`reason`): not ready yet, not a failure */
+  | { ok: false; busy: true; reason?: string }
   | { ok: false; busy: false; error: string };
 
 export interface JobEnd {
@@ -117,8 +117,9 @@ export class JobProcess {
             }
             this.resolveSettled();
             const code = errnoName(errno);
-            // (a helper that went away is started anew: this start is tried again later)
-            if ((code === 'ETXTBSY' && step === 'exec') || step === 'helper') resolve({ ok: false, busy: true });
+            // not the job's fault: tried again later (a helper that went away is started anew, a lost socket made anew)
+            if (code === 'ETXTBSY' && step === 'exec') resolve({ ok: false, busy: true });
+            else if (TRY_AGAIN_STEPS.has(step)) resolve({ ok: false, busy: true, reason: `could not be started by the job helper (${step}: ${code})` });
             else resolve({ ok: false, busy: false, error: explainStartError(code, step, s) });
           },
           exited: (status) => {
@@ -197,6 +198,9 @@ export class JobProcess {
     }
   }
 }
+
+/** where the helper failed for reasons of its own, not the job's (no process, no descriptor, no socket) */
+const TRY_AGAIN_STEPS = new Set(['helper', 'connect', 'pipe', 'fork']);
 
 const MAX_OUTPUT_LINE = 64 * 1024;
 const MAX_TIMER_MS = 2 ** 31 - 1;

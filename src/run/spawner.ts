@@ -83,7 +83,7 @@ export class Spawner {
     const env = Object.entries(req.env).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${v}`);
     const argv = [req.file, ...req.args];
     const fields = [
-      token, req.logPath ?? '', req.logPath === null ? 'lines' : 'log', req.cwd,
+      this.socketPath(), token, req.logPath ?? '', req.logPath === null ? 'lines' : 'log', req.cwd,
       req.ids ? String(req.ids.uid) : '-', req.ids ? String(req.ids.gid) : '-',
       String(argv.length), ...argv, String(env.length), ...env,
     ];
@@ -106,19 +106,40 @@ export class Spawner {
     this.dir = '';
   }
 
+  /**
+   * Where jobs' connections go: a socket in a directory of our own, made
+   * with the first job, and made anew if it went (checkSocket): the helper
+   * is told the path with every request.
+   */
+  private socketPath(): string {
+    if (this.server) return path.join(this.dir, 's');
+    removeStaleSocketDirs();
+    return this.listen();
+  }
+
+  /** A helper could not connect: if our socket is gone, the next jobs use a new one. */
+  private checkSocket(): void {
+    if (!this.server || socketThere(path.join(this.dir, 's'))) return;
+    this.onTrouble(`the socket for jobs' fd 3 and 4, ${path.join(this.dir, 's')}, is gone (a /tmp cleaner?): listening on a new one`);
+    this.server.close();
+    fs.rmSync(this.dir, { recursive: true, force: true });
+    this.listen();
+  }
+
+  private listen(): string {
+    // mkdtemp makes it 0700: only our user can connect
+    this.dir = fs.mkdtempSync(path.join(os.tmpdir(), SOCKET_DIR_PREFIX));
+    this.server = net.createServer((s) => this.accept(s));
+    this.server.listen(path.join(this.dir, 's'));
+    this.server.unref();
+    return path.join(this.dir, 's');
+  }
+
   private startHelper(): ChildProcess {
-    if (!this.server) {
-      removeStaleSocketDirs();
-      // mkdtemp makes it 0700: only our user can connect
-      this.dir = fs.mkdtempSync(path.join(os.tmpdir(), SOCKET_DIR_PREFIX));
-      this.server = net.createServer((s) => this.accept(s));
-      this.server.listen(path.join(this.dir, 's'));
-      this.server.unref();
-    }
-    const socketPath = path.join(this.dir, 's');
+    this.socketPath();
     // a perl from the system's directories, with nothing of our environment (no PERL5OPT, PERL5LIB)
     const perl = PERL_PATHS.find((p) => { try { fs.accessSync(p, fs.constants.X_OK); return true; } catch { return false; } }) ?? 'perl';
-    const helper = spawn(perl, [HELPER, socketPath], { stdio: ['pipe', 'pipe', 'inherit'], env: {} });
+    const helper = spawn(perl, [HELPER], { stdio: ['pipe', 'pipe', 'inherit'], env: {} });
     helper.stdout!.setEncoding('utf8');
     helper.stdout!.on('data', (chunk: string) => this.onReplies(chunk));
     helper.on('error', (err) => {
@@ -156,7 +177,11 @@ export class Spawner {
       const ev = this.jobs.get(token!);
       if (!ev) continue;
       if (what === 'started') ev.started(Number(a));
-      else if (what === 'failed') { this.jobs.delete(token!); ev.failed(Number(a), b ?? ''); }
+      else if (what === 'failed') {
+        this.jobs.delete(token!);
+        if (b === 'connect') this.checkSocket();
+        ev.failed(Number(a), b ?? '');
+      }
       else if (what === 'exit') { this.jobs.delete(token!); ev.exited(Number(a)); }
     }
     this.refWhileBusy();
@@ -204,10 +229,19 @@ export class Spawner {
 
 const SOCKET_DIR_PREFIX = 'pmjq-spawn-';
 
+function socketThere(p: string): boolean {
+  try { return fs.lstatSync(p).isSocket(); } catch { return false; }
+}
+
+/** a socket this old that refuses connections is nobody's (a live one listens microseconds after it is made) */
+const STALE_SOCKET_MS = 60_000;
+
 /**
  * The socket directories of our user's pmjq processes that died without
- * removing theirs (killed -9): one whose socket refuses a connection is
- * nobody's any more. Looked at once, in the background, when a helper starts.
+ * removing theirs (killed -9): one whose socket is a minute old and refuses
+ * a connection is nobody's any more. (A younger one may be a pmjq starting
+ * this very moment, between its bind and its listen.) Looked at once, in the
+ * background, when a helper starts.
  */
 function removeStaleSocketDirs(): void {
   const tmp = os.tmpdir();
@@ -216,11 +250,13 @@ function removeStaleSocketDirs(): void {
   try { entries = fs.readdirSync(tmp).filter((e) => e.startsWith(SOCKET_DIR_PREFIX)); } catch { return; }
   for (const e of entries) {
     const dir = path.join(tmp, e);
+    const socket = path.join(dir, 's');
     try {
       const st = fs.lstatSync(dir);
-      if (!st.isDirectory() || st.uid !== uid) continue;
+      const so = fs.lstatSync(socket);
+      if (!st.isDirectory() || st.uid !== uid || !so.isSocket() || Date.now() - so.mtimeMs < STALE_SOCKET_MS) continue;
     } catch { continue; }
-    const probe = net.connect(path.join(dir, 's'));
+    const probe = net.connect(socket);
     probe.on('connect', () => probe.destroy());
     probe.on('error', (err: NodeJS.ErrnoException) => {
       if (err.code === 'ECONNREFUSED') fs.rmSync(dir, { recursive: true, force: true });

@@ -133,7 +133,7 @@ export class Starter {
     ticket.group.running--;
     d.load.jobEnded(job.id);
     if (r.busy && !d.stopping()) {
-      this.waitReady(job, ticket);
+      this.waitReady(job, ticket, r.reason);
       return;
     }
     ticket.release();

@@ -82,30 +82,68 @@ while :; do sleep 0.05; done
   t.equal(await p.exited, 0, 'and stops as usual');
 });
 
-t.test('the socket directory of a pmjq killed -9 is removed by the next one', async (t) => {
-  const { spool, archive } = scratch(t);
+t.test('the socket directory of a pmjq killed -9 is removed by a later one, once a minute old', async (t) => {
+  const { dir: scratchDir, spool, archive } = scratch(t);
   const first = start(t, BIN.pmjq, [...ROOT_ARGS, '-o', archive, spool]);
   await first.waitLine(/event=start /);
-  const helper = await waitFor('its helper', () => childrenOf(first.child.pid!).find((pid) => /pmjq-spawn/.test(cmdline(pid))));
-  const dir = path.dirname(cmdline(helper).split('\0')[2]!);
+  const dir = await waitFor('its socket', () => socketDirOf(first.child.pid!));
   t.match(path.basename(dir), /^pmjq-spawn-/, `its socket is in ${dir}`);
   first.kill('SIGKILL');
   await first.exited;
   t.ok(fs.existsSync(dir), 'left behind by the killed pmjq');
+  // a young socket that refuses may be a pmjq starting this very moment (bound, not listening yet): spared
   const second = start(t, BIN.pmjq, [...ROOT_ARGS, '-o', archive, spool]);
   await second.waitLine(/event=start /);
-  await waitFor('the stale directory removed', () => !fs.existsSync(dir));
-  t.pass('removed by the next pmjq, which runs on');
+  dropJob(spool, 'through-second', `#!/bin/sh\ntouch '${scratchDir}/second-ran'\n`);
+  await waitFor('a job through the second pmjq', () => fs.existsSync(`${scratchDir}/second-ran`));
+  t.ok(fs.existsSync(dir), 'spared while younger than a minute');
   second.kill('SIGTERM');
   t.equal(await second.exited, 0);
+  const longAgo = new Date(Date.now() - 120_000);
+  fs.utimesSync(path.join(dir, 's'), longAgo, longAgo);
+  const third = start(t, BIN.pmjq, [...ROOT_ARGS, '-o', archive, spool]);
+  await third.waitLine(/event=start /);
+  await waitFor('the stale directory removed', () => !fs.existsSync(dir));
+  t.pass('removed once a minute old, by the next pmjq, which runs on');
+  third.kill('SIGTERM');
+  t.equal(await third.exited, 0);
 });
 
-function cmdline(pid: number): string {
-  try { return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8'); } catch { return ''; }
-}
+t.test('a socket removed under pmjq (a /tmp cleaner): the next job runs all the same, through a new one', async (t) => {
+  const { dir, spool, archive } = scratch(t);
+  const out = path.join(dir, 'out');
+  fs.mkdirSync(out);
+  const p = start(t, BIN.pmjq, [...ROOT_ARGS, '-o', archive, spool]);
+  await p.waitLine(/event=start /);
+  dropJob(spool, 'first', `#!/bin/sh\necho ran > '${out}/first'\n`);
+  await waitFor('the first job', () => fs.existsSync(`${out}/first`));
+  const old = await waitFor('its socket', () => socketDirOf(p.child.pid!));
+  fs.rmSync(old, { recursive: true });
+  dropJob(spool, 'second', `#!/bin/sh\nprintf 'nosuchcommand\\n' >&3; read -r a <&4; echo "$a" > '${out}/second'\n`);
+  await waitFor('the second job', () => fs.existsSync(`${out}/second`) && read(`${out}/second`));
+  t.match(read(`${out}/second`), /^E /, 'it ran, and talked to pmjq on fd 3/4');
+  t.match(p.stderr(), /event=job-helper .*is gone .*listening on a new one/, 'pmjq said what happened');
+  t.match(p.stderr(), /event=job-not-ready .*name=second .*could not be started by the job helper \(connect: ENOENT\)/, 'the start it cost was a not-ready, not a failure');
+  const now = socketDirOf(p.child.pid!);
+  t.ok(now && now !== old, `a new socket: ${now}`);
+  t.same(archived(archive).map((a) => a.name).sort(), ['first', 'second'], 'both archived');
+  t.notMatch(p.stderr(), /status=failed/, 'nothing failed');
+  p.kill('SIGTERM');
+  t.equal(await p.exited, 0);
+});
 
-function childrenOf(pid: number): number[] {
-  try {
-    return fs.readdirSync(`/proc/${pid}/task`).flatMap((task) => read(`/proc/${pid}/task/${task}/children`).trim().split(/\s+/).filter(Boolean).map(Number));
-  } catch { return []; }
+/** The directory of the Unix socket process `pid` listens on for its jobs (from /proc/net/unix), if any. */
+function socketDirOf(pid: number): string | undefined {
+  const inodes = new Set<string>();
+  for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/${pid}/fd/${fd}`));
+      if (m) inodes.add(m[1]!);
+    } catch { /* closed meanwhile */ }
+  }
+  for (const line of read('/proc/net/unix').split('\n')) {
+    const f = line.trim().split(/\s+/);
+    if (f.length >= 8 && inodes.has(f[6]!) && /\/pmjq-spawn-[^/]+\/s$/.test(f[7]!)) return path.dirname(f[7]!);
+  }
+  return undefined;
 }
