@@ -28,7 +28,7 @@ export interface SpawnRequest {
   args: string[];
   cwd: string;
   env: NodeJS.ProcessEnv;
-  /** stdout and stderr appended to this file; null: both come as streams (`onStreams`) */
+  /** stdout and stderr appended to this file; null: both come as connections (`connected`) */
   logPath: string | null;
   /** switch to these ids (the owner's, when setpriv is not there) */
   ids?: { uid: number; gid: number };
@@ -38,7 +38,7 @@ export interface SpawnRequest {
 export interface SpawnEvents {
   started(pid: number): void;
   /**
-   * it did not start: errno and the step that failed (connect, fork, setsid,
+   * it did not start: errno and the step that failed (connect, pipe, fork, setsid,
    * log, dup2, chdir, setgid, setuid, exec); or, step "helper", the helper
    * went away, before the start or after it (then the exit is not known)
    */
