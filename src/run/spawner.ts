@@ -57,6 +57,7 @@ export class Spawner {
   private next = 0;
   private readonly jobs = new Map<string, SpawnEvents>();
   private replies = '';
+  private exitHooked = false;
   private readyWaiters: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
   /** where the helper's going away is told (pmjq's log) */
   onTrouble: (message: string) => void = (m) => process.emitWarning(m);
@@ -151,7 +152,8 @@ export class Spawner {
     helper.stdin!.on('error', () => { /* reported by 'exit' */ });
     // an idle helper keeps no process alive (see refWhileBusy)
     helper.unref();
-    process.once('exit', () => this.close());
+    if (!this.exitHooked) process.once('exit', () => this.close());
+    this.exitHooked = true;
     this.helper = helper;
     if (helper.pid !== undefined) this.onHelper(helper.pid);
     return helper;
