@@ -75,8 +75,8 @@ while :; do sleep 0.05; done
   t.equal(runs.length, 2, 'it ran again after its first run was stopped');
   t.not(runs[1]!.split(' ')[1], String(helper), 'through a new helper');
   dropJob(spool, 'after', `#!/bin/sh\necho ran > '${out}/after'\n`);
-  await waitFor('the next job', () => fs.existsSync(`${out}/after`));
-  t.ok(archived(archive).some((a) => a.name === 'after'), 'later jobs run as usual');
+  await waitFor('the next job archived', () => fs.existsSync(`${out}/after`) && archived(archive).some((a) => a.name === 'after'));
+  t.pass('later jobs run as usual');
   t.equal(p.child.exitCode, null, 'pmjq kept running');
   p.kill('SIGTERM');
   t.equal(await p.exited, 0, 'and stops as usual');
@@ -126,6 +126,7 @@ t.test('a socket removed under pmjq (a /tmp cleaner): the next job runs all the 
   t.match(p.stderr(), /event=job-not-ready .*name=second .*could not be started by the job helper \(connect: ENOENT\)/, 'the start it cost was a not-ready, not a failure');
   const now = socketDirOf(p.child.pid!);
   t.ok(now && now !== old, `a new socket: ${now}`);
+  await waitFor('both archived', () => archived(archive).length === 2);
   t.same(archived(archive).map((a) => a.name).sort(), ['first', 'second'], 'both archived');
   t.notMatch(p.stderr(), /status=failed/, 'nothing failed');
   p.kill('SIGTERM');
