@@ -13,7 +13,7 @@ import type { Layout } from '../spool/layout.js';
 import { errText } from '../util/fsx.js';
 import type { Logger } from '../util/log.js';
 import { monotonicMs } from '../util/monotonic.js';
-import { Heartbeat, type NodeState } from './heartbeat.js';
+import { Heartbeat, removeHeartbeat, type NodeState } from './heartbeat.js';
 import { Membership } from './membership.js';
 import { deadLocalNodes, recoverNode } from './recovery.js';
 import type { Slots } from './slots.js';
@@ -219,7 +219,7 @@ export class Fencing {
       }, entry === undefined ? undefined : path.join(d.layout.claimedRoot, entry));
       const freed = d.slots.releaseNode(dead);
       if (freed) d.log.info('slots-freed', { node: dead, slots: freed });
-      try { fs.unlinkSync(d.layout.heartbeat(dead)); } catch { /* gone */ }
+      removeHeartbeat(d.layout, dead);
     } catch (err) {
       d.log.error('recover-failed', { node: dead, error: errText(err) });
     }

@@ -8,6 +8,7 @@
 
 import fs from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
 import { hostName, type Layout } from '../spool/layout.js';
 import { writeFileAtomic } from '../util/fsx.js';
 import { monotonicMs } from '../util/monotonic.js';
@@ -104,5 +105,22 @@ export class Heartbeat {
     this.timer = null;
     this.tick = null;
     try { fs.unlinkSync(this.layout.heartbeat(this.node)); } catch { /* gone */ }
+  }
+}
+
+/**
+ * Remove a dead node's heartbeat, and what a kill -9 in the middle of
+ * writing one left (writeFileAtomic's `.NODE.PID.N.tmp`): a recoverer
+ * leaves nothing of the node behind.
+ */
+export function removeHeartbeat(layout: Layout, node: string): void {
+  try { fs.unlinkSync(layout.heartbeat(node)); } catch { /* gone */ }
+  const prefix = `.${node}.`;
+  let names: string[];
+  try { names = fs.readdirSync(layout.nodes); } catch { return; }
+  for (const name of names) {
+    if (name.startsWith(prefix) && /^\d+\.\d+\.tmp$/.test(name.slice(prefix.length))) {
+      try { fs.unlinkSync(path.join(layout.nodes, name)); } catch { /* gone */ }
+    }
   }
 }

@@ -5,6 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
+import { removeHeartbeat } from '../../src/cluster/heartbeat.js';
 import { recoverNode } from '../../src/cluster/recovery.js';
 import { Finisher } from '../../src/spool/finish.js';
 import { Layout, hostName } from '../../src/spool/layout.js';
@@ -129,4 +130,15 @@ t.test('recovery: a taker that died while recovering leaves .recovering.DEAD.by.
   const local = `.recovering.${dead}.by.${hostName()}.999999.1`;
   fs.mkdirSync(path.join(layout.claimedRoot, local));
   t.same(m.orphanedRecoveries(0, true), [{ dead, entry: local }], 'a taker on this host whose process is gone: at once');
+});
+
+t.test('a recovered node leaves no heartbeat behind, nor the temporary file of a write it died in', async (t) => {
+  const { spool } = scratch(t);
+  const layout = new Layout(spool);
+  fs.mkdirSync(layout.nodes, { recursive: true });
+  const dead = 'far-host.28688.1796053307';
+  const other = `${dead}.7`; // another node whose id extends the dead one's
+  for (const f of [dead, `.${dead}.28688.3.tmp`, other, `.${other}.99.1.tmp`, `.${dead}.x.tmp`]) fs.writeFileSync(path.join(layout.nodes, f), '{}');
+  removeHeartbeat(layout, dead);
+  t.same(fs.readdirSync(layout.nodes).sort(), [`.${dead}.x.tmp`, `.${other}.99.1.tmp`, other].sort(), 'its heartbeat and its heartbeat\'s temporary file are gone; nothing else');
 });
