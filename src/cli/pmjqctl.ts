@@ -404,7 +404,9 @@ const completion = completionShell(PROG, process.argv.slice(2));
 const plainSubmit = first === 'submit' ? plainSubmitArgs(process.argv.slice(3)) : null;
 if (plainSubmit !== null) {
   await submitVerb(plainSubmit);
-  process.exit(); // stdout and stderr are written synchronously (files, pipes, terminals on Linux)
+  // a write to a full pipe (a slow reader of a batch's names) is queued: exit once everything is out
+  await Promise.all([process.stdout, process.stderr].map((s) => new Promise((resolve) => s.write('', resolve))));
+  process.exit();
 }
 const { default: yargs } = await import('yargs');
 const { hideBin } = await import('yargs/helpers');

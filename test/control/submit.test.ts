@@ -2,7 +2,7 @@
 // writable by its owner only; a command becomes a script that runs it in the
 // directory it was submitted from with every argument exactly as given.
 
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
@@ -149,6 +149,24 @@ t.test('a batch: a command per line (-l) or per NUL (-0), or many FILEs, queued 
   t.equal(fs.readFileSync(path.join(outDir, 'two-lines'), 'utf8'), 'two\nlines\n', 'a -0 command over two lines ran whole');
   t.equal(fs.readFileSync(path.join(outDir, 'nul'), 'utf8'), 'nul\n', 'the second -0 command ran');
   t.equal(fs.readFileSync(path.join(outDir, 'second'), 'utf8'), 'second\n', 'the FILEs ran');
+});
+
+t.test('a batch\'s names all reach a reader slower than the batch (a full pipe)', async (t) => {
+  const { spool } = scratch(t);
+  const N = 5000;
+  const child = spawn(process.execPath, [BIN.pmjqctl, 'submit', '-l', spool], { stdio: ['pipe', 'pipe', 'pipe'] });
+  t.teardown(() => { try { child.kill('SIGKILL'); } catch { /* gone */ } });
+  child.stdin!.end(Array.from({ length: N }, (_, i) => `echo ${i}`).join('\n') + '\n');
+  // not read until every job is queued: the names fill the pipe meanwhile
+  child.stdout!.pause();
+  const queued = (): number => fs.readdirSync(spool).filter((f) => !f.startsWith('.')).length;
+  while (queued() < N) await new Promise((r) => setTimeout(r, 20));
+  let names = '';
+  child.stdout!.on('data', (d: Buffer) => { names += d.toString(); });
+  child.stdout!.resume();
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  t.equal(code, 0, 'exit 0');
+  t.equal(names.trimEnd().split('\n').length, N, `all ${N} names, none lost at exit`);
 });
 
 t.test('batch usage errors exit 2 with one line, and write nothing', async (t) => {
