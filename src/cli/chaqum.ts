@@ -10,7 +10,7 @@ import path from 'node:path';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { Logger } from '../util/log.js';
-import { EXIT_FAILED, completionShell, printCompletion, usageExit, unixManners } from './common.js';
+import { EXIT_FAILED, completionShell, exitWhenWritten, printCompletion, usageExit, unixManners } from './common.js';
 
 const PROG = 'chaqum';
 const completion = completionShell(PROG, process.argv.slice(2));
@@ -81,7 +81,8 @@ async function main(): Promise<void> {
   } finally {
     fs.rmSync(state, { recursive: true, force: true });
   }
-  process.exit(code);
+  // (the jobs' last lines may be waiting for a slow reader)
+  await exitWhenWritten(code);
 }
 
 /** chaqum's environment, less the variables that describe a job (a chaqum run from inside a job must not pass its own on). */

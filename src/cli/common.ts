@@ -11,6 +11,17 @@ export const EXIT_USAGE = 2;
 
 export class UsageError extends Error {}
 
+/**
+ * process.exit once stdout and stderr are out: a write to a full pipe (a
+ * slow reader) is queued, and process.exit would drop it.
+ */
+export async function exitWhenWritten(code?: number): Promise<never> {
+  await Promise.all([process.stdout, process.stderr].map((s) => new Promise((resolve) => s.write('', resolve))));
+  // (process.exit(undefined) would reset process.exitCode to 0)
+  if (code === undefined) process.exit();
+  process.exit(code);
+}
+
 export function usageExit(prog: string, message: string): never {
   // one line, whatever the message (yargs writes some on several)
   const line = message.replace(/\s*\n\s*/g, ' ').trim();

@@ -16,7 +16,7 @@ import { Logger } from '../util/log.js';
 import { LIBS } from '../run/libs.js';
 import { parseEnvOptions } from '../run/launch.js';
 import { TrustError } from '../spool/trust.js';
-import { EXIT_FAILED, EXIT_USAGE, UsageError, completionShell, duration, existingDir, number, printCompletion, usageExit, writableDir, unixManners } from './common.js';
+import { EXIT_FAILED, EXIT_USAGE, UsageError, completionShell, duration, existingDir, exitWhenWritten, number, printCompletion, usageExit, writableDir, unixManners } from './common.js';
 
 const PROG = 'pmjq';
 const completion = completionShell(PROG, process.argv.slice(2));
@@ -166,7 +166,8 @@ async function main(): Promise<void> {
   // imported here, not above: shell completion and --help need none of it
   const { Daemon } = await import('../daemon.js');
   const code = await new Daemon(opts, log).run();
-  process.exit(code);
+  // (its last log lines may be waiting for a slow reader of stderr)
+  await exitWhenWritten(code);
 }
 
 if (completion !== null) {

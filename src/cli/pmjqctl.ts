@@ -16,7 +16,7 @@ import type { Source } from '../control/submit.js';
 import { DEFAULT_GROUP, Layout } from '../spool/layout.js';
 import { formatDuration } from '../util/duration.js';
 import { errText } from '../util/fsx.js';
-import { EXIT_FAILED, EXIT_USAGE, UsageError, completionShell, duration, number, printCompletion, usageExit, unixManners } from './common.js';
+import { EXIT_FAILED, EXIT_USAGE, UsageError, completionShell, duration, exitWhenWritten, number, printCompletion, usageExit, unixManners } from './common.js';
 import { EXIT_NO_ANSWER, guardAgainstHangs } from './hang-guard.js';
 import { FS_TIMEOUT_DEFAULT, plainSubmitArgs } from './submit-args.js';
 
@@ -404,9 +404,8 @@ const completion = completionShell(PROG, process.argv.slice(2));
 const plainSubmit = first === 'submit' ? plainSubmitArgs(process.argv.slice(3)) : null;
 if (plainSubmit !== null) {
   await submitVerb(plainSubmit);
-  // a write to a full pipe (a slow reader of a batch's names) is queued: exit once everything is out
-  await Promise.all([process.stdout, process.stderr].map((s) => new Promise((resolve) => s.write('', resolve))));
-  process.exit();
+  // (a batch's names may be waiting for a slow reader)
+  await exitWhenWritten();
 }
 const { default: yargs } = await import('yargs');
 const { hideBin } = await import('yargs/helpers');
