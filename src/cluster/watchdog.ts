@@ -113,7 +113,8 @@ export class Watchdog {
     }
     Atomics.store(this.cells, slot, BigInt(pgid));
     // stopped by the worker before we heard it had started: it is marked so, as a watched one would be
-    for (let i = UNWATCHED; i < UNWATCHED + UNWATCHED_MAX; i++) {
+    // (looked for only once the worker has stopped one: never, on a node that was never fenced)
+    if (Atomics.load(this.cells, UNWATCHED_NEXT) > 0n) for (let i = UNWATCHED; i < UNWATCHED + UNWATCHED_MAX; i++) {
       if (Atomics.compareExchange(this.cells, i, BigInt(pgid), 0n) === BigInt(pgid)) Atomics.store(this.cells, slot, BigInt(-pgid));
     }
     return true;

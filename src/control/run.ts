@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Heartbeat } from '../cluster/heartbeat.js';
-import type { JobEnd, StartResult } from '../run/job-process.js';
+import type { JobEnd } from '../run/job-process.js';
 import { closeInheritedDescriptors, launch, launcher } from '../run/launch.js';
 import { spawner } from '../run/spawner.js';
 import { SETTINGS_FILE, readSettingsFile } from '../schedule/settings.js';
@@ -142,8 +142,8 @@ async function runClaimed(layout: Layout, job: ClaimedJob, node: string, finishe
     handler: () => 'E the command protocol is not available under pmjqctl run',
     log,
   });
-  let r: StartResult;
-  try { r = await proc.start(); } catch (err) { r = { ok: false as const, busy: false as const, error: errText(err) }; }
+  // (start() never throws: whatever keeps the job from starting is in its result)
+  const r = await proc.start();
   if (!r.ok && r.busy) {
     putBack(layout, job);
     throw new CtlError(`${q(m.name)} ${r.reason ?? 'is still being written (ETXTBSY)'}: left in the queue`);
