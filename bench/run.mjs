@@ -12,8 +12,9 @@
 //   node bench/run.mjs [--quick] [--only 1,3] [--jobs N] [--backlog N] [--json FILE]
 //
 // Everything runs in scratch directories under $TMPDIR that are removed at
-// the end, as is every process started here (killed by process group, and
-// job processes found by their PMJQ_SPOOL environment — never by name).
+// the end (not between runs: see scratch()), as is every process started
+// here (killed by process group, and job processes found by their
+// PMJQ_SPOOL environment — never by name).
 
 import { spawn, spawnSync, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -140,14 +141,19 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
   process.on(sig, () => { process.stderr.write(`\nbench: ${sig}, cleaning up\n`); cleanupAll(); process.exit(130); });
 }
 
+/**
+ * A run's files are removed at the end (cleanupAll), not between runs: an
+ * ext4 without a journal (this VM's) skips, on every inode it allocates, each
+ * inode freed in the last minute (five while still dirty), so a run right
+ * after another tool's clean-up of thousands of files pays for it, and pays
+ * the more the more files it makes per job (measured: pmjq's daemon 1.8 ms
+ * of CPU per job against 1.15 ms on a quiet disk; task-spooler and nq make
+ * one file per job, pmjq two).
+ */
 function scratch(tag) {
   const d = fs.mkdtempSync(path.join(os.tmpdir(), `pmjq-bench-${tag}-`));
   scratchDirs.add(d);
   return d;
-}
-function rmScratch(d) {
-  fs.rmSync(d, { recursive: true, force: true });
-  scratchDirs.delete(d);
 }
 
 /** Live processes whose environment has PMJQ_SPOOL=spool (the jobs of that spool's pmjq). */
@@ -430,7 +436,6 @@ async function figThroughput() {
       if (r.code !== 0 || got !== N || left.length) {
         throw new Error(`pmjq --once: exit ${r.code} ${r.signal ?? ''}, ${got}/${N} archived, ${left.length} left in the spool\n${logTail(p.logFile)}`);
       }
-      rmScratch(d);
       return N / s;
     },
     xargs: async () => {
@@ -442,7 +447,6 @@ async function figThroughput() {
       const r = await withTimeout(p.exited, 60_000 + N * 500, 'xargs');
       const s = (performance.now() - t0) / 1000;
       if (r.code !== 0) throw new Error(`xargs exited ${r.code} ${r.signal ?? ''}`);
-      rmScratch(d);
       return N / s;
     },
     parallel: async () => {
@@ -454,7 +458,6 @@ async function figThroughput() {
       const r = await withTimeout(p.exited, 60_000 + N * 500, 'parallel');
       const s = (performance.now() - t0) / 1000;
       if (r.code !== 0) throw new Error(`parallel exited ${r.code} ${r.signal ?? ''}`);
-      rmScratch(d);
       return N / s;
     },
     // tsp and nq: their own submit command per job, in a shell loop, timed to the last job's end (jobs start while the loop goes on)
@@ -471,7 +474,6 @@ async function figThroughput() {
       const finished = (ts.run(['-l']).stdout.match(/ finished /g) ?? []).length;
       ts.kill();
       if (finished !== N) throw new Error(`tsp: ${finished}/${N} jobs finished`);
-      rmScratch(d);
       return N / s;
     },
     nq: async () => {
@@ -490,7 +492,6 @@ async function figThroughput() {
       const s = (performance.now() - t0) / 1000;
       const outputs = q.reduce((a, x) => a + fs.readdirSync(x).filter((f) => f.startsWith(',')).length, 0);
       if (outputs !== N) throw new Error(`nq: ${outputs}/${N} job outputs`);
-      rmScratch(d);
       return N / s;
     },
     inotifyloop: async () => {
@@ -503,7 +504,6 @@ async function figThroughput() {
       await until(`the inotify loop to finish ${N} jobs`, () => fs.readdirSync(L.done).length >= 2 * N, 60_000 + N * 500, 5);
       const s = (performance.now() - t0) / 1000;
       killTree(L.p.rec);
-      rmScratch(d);
       return N / s;
     },
   };
@@ -669,7 +669,6 @@ async function figLatency() {
   const si = stat(modes.inotify.samples), sp = stat(modes.poll.samples), sf = stat(floor);
   const fmt = (s) => `p50 ${f1(s.p50)} p90 ${f1(s.p90)} p99 ${f1(s.p99)} max ${f1(s.max)} ms`;
   const pollTarget = O.latencyPollMs + 20;
-  rmScratch(d);
   return {
     data: { jobs_per_mode: N, poll_ms: O.latencyPollMs, inotify: si, poll: sp, floor_direct_spawn: sf, peers: peerStats, samples_ms: { inotify: modes.inotify.samples, poll: modes.poll.samples, floor, ...Object.fromEntries(Object.entries(peers).map(([k, p]) => [k, p.samples])) } },
     rows: [
@@ -710,11 +709,10 @@ async function figBacklog() {
     const s = S[k];
     const queued = topUp(s);
     const count = Math.min(O.backlogCount, queued);
-    const arch = path.join(d, `archive-${k}`);
-    fs.rmSync(arch, { recursive: true, force: true });
+    // a new archive and log per run (see scratch(): nothing is removed before the end)
+    const arch = path.join(d, `archive-${k}-${s.runs.length}`);
     fs.mkdirSync(arch);
-    const logFile = path.join(d, `pmjq-${k}.log`);
-    fs.rmSync(logFile, { force: true });
+    const logFile = path.join(d, `pmjq-${k}-${s.runs.length}.log`);
     const t0 = Date.now();
     const p = startPmjq(['-j', '2', '-o', arch], s.spool, logFile);
     const rss = rssSampler(p.pid, 200);
@@ -760,7 +758,6 @@ async function figBacklog() {
     for (const k of order) got[k] = await runOne(k);
     ratios.push(got.large.jobs_per_s / got.small.jobs_per_s);
   }
-  rmScratch(d);
   const med = (k, f) => median(S[k].runs.map((r) => r[f]));
   const ratio = median(ratios);
   const rssLarge = Math.max(...S.large.runs.map((r) => r.peak_rss_mb));
@@ -824,7 +821,6 @@ async function figIdle() {
   } finally {
     for (const x of Object.values(D)) await x.proc.stop();
   }
-  rmScratch(d);
   const row = (mode) => ({
     figure: `4 idle, ${mode}${mode === 'poll' ? ' (--poll 1s)' : ''}`,
     measured: `${D[mode].cpuS.toFixed(2)} CPU s in ${O.idleSeconds} s = ${f2(D[mode].pct)} % (windows: ${D[mode].w.map(f2).join(', ')} %), RSS ${f1(D[mode].rss)} MB`,
@@ -861,7 +857,6 @@ async function figHeavy() {
     if (r.code !== 0 || logs.length !== H || total !== H * bytes) {
       throw new Error(`heavy output: exit ${r.code}, ${logs.length}/${H} logs, ${total}/${H * bytes} bytes\n${logTail(p.logFile)}`);
     }
-    rmScratch(d);
     return { s, peak };
   };
   const runXargs = async () => {
@@ -876,7 +871,6 @@ async function figHeavy() {
     const r = await withTimeout(p.exited, 600_000, 'xargs (heavy output)');
     const s = (performance.now() - t0) / 1000;
     if (r.code !== 0) throw new Error(`xargs exited ${r.code}`);
-    rmScratch(d);
     return s;
   };
   for (let i = 0; i < O.heavyReps; i++) {
@@ -969,7 +963,6 @@ async function figCluster() {
   } finally {
     for (const p of liveProcs) killTree(p);
     unmount();
-    rmScratch(d);
   }
 }
 
@@ -1022,7 +1015,6 @@ async function figSubmit() {
   if (b.status !== 0) throw new Error(`pmjqctl submit -l: exit ${b.status}: ${b.stderr}`);
   const made = fs.readdirSync(batchSpool).filter((f) => !f.startsWith('.')).length;
   if (made !== N) throw new Error(`pmjqctl submit -l: ${made}/${N} jobs`);
-  rmScratch(d);
   const med = Object.fromEntries(Object.entries(times).map(([k, v]) => [k, median(v)]));
   const label = { node: '`node -e 0` (the floor of any Node CLI)', pmjqctl: 'pmjqctl submit SPOOL -- true', tsp: 'tsp -n true', nq: 'nq -q true' };
   return {
