@@ -153,7 +153,7 @@ export class Daemon {
       watch: (pgid) => this.fencing.watch(pgid),
       started: () => stallForTest('started'),
       requested: () => stallForTest('requested'),
-      stoppedByWatchdog: (pgid) => this.fencing.stoppedByWatchdog(pgid),
+      stoppedByWatchdog: (pgid, groupLeft) => this.fencing.stoppedByWatchdog(pgid, groupLeft),
       reject: (r) => this.claimer.rejectClaimed(r),
       exited: (job, ticket, end, stopped) => this.completion.exited(job, ticket, end, stopped),
       conclude: (job, outcome, ticket) => this.completion.conclude(job, outcome, ticket.group),

@@ -108,8 +108,8 @@ export class Fencing {
   }
 
   /** Whether the watchdog stopped this process group (it was one of ours when the node was fenced). */
-  stoppedByWatchdog(pgid: number): boolean {
-    return this.watchdog?.exited(pgid) ?? false;
+  stoppedByWatchdog(pgid: number, groupLeft: boolean): boolean {
+    return this.watchdog?.exited(pgid, groupLeft) ?? false;
   }
 
   /** A job the watchdog stopped was put back to run again. */

@@ -123,13 +123,13 @@ export class Watchdog {
   /**
    * A job's process has exited: true if the watchdog stopped it (the node was
    * fenced). Its process group is watched a kill grace longer while it has
-   * members left (the job's leftovers, which get SIGKILL then).
+   * members left (`groupLeft`: the job's leftovers, which get SIGKILL then).
    */
-  exited(pgid: number): boolean {
+  exited(pgid: number, groupLeft: boolean): boolean {
     const slot = this.slotOf.get(pgid);
     if (slot === undefined) return false;
     const stopped = Atomics.load(this.cells, slot) < 0n;
-    if (groupAlive(pgid)) {
+    if (groupLeft) {
       const t = setTimeout(() => { this.lingering.delete(pgid); this.release(pgid); }, this.o.killGraceMs + 1000);
       t.unref();
       this.lingering.set(pgid, t);
@@ -166,16 +166,6 @@ export class Watchdog {
     this.log.error('watchdog-failed', {
       node: this.o.node, error: `the fencing watchdog stopped: ${why}; a node cut off from the spool may now run jobs that other nodes run again`,
     });
-  }
-}
-
-/** Whether a process group still has members (its leader's end has been seen). */
-function groupAlive(pgid: number): boolean {
-  try {
-    process.kill(-pgid, 0);
-    return true;
-  } catch {
-    return false;
   }
 }
 

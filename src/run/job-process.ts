@@ -57,6 +57,8 @@ export interface JobEnd {
   finished: Date;
   /** setpriv found the file busy: like a failed start with ETXTBSY */
   busy: boolean;
+  /** its process group still had members when it ended (what it left running, sent SIGTERM) */
+  groupLeft: boolean;
 }
 
 export class JobProcess {
@@ -122,9 +124,9 @@ export class JobProcess {
             else if (TRY_AGAIN_STEPS.has(step)) resolve({ ok: false, busy: true, reason: `could not be started by the job helper (${step}: ${code})` });
             else resolve({ ok: false, busy: false, error: explainStartError(code, step, s) });
           },
-          exited: (status) => {
+          exited: (status, groupLeft) => {
             const signal = status & 0x7f;
-            this.onExit(signal ? null : (status >> 8) & 0xff, signal ? signalName(signal) : null);
+            this.onExit(signal ? null : (status >> 8) & 0xff, signal ? signalName(signal) : null, false, groupLeft);
           },
           connected: (fd, socket) => {
             if (fd === 3 || fd === 4) {
@@ -158,7 +160,7 @@ export class JobProcess {
     this.killTimer ??= setTimeout(() => signalGroup(pid, 'SIGKILL'), this.spec.killGraceMs);
   }
 
-  private onExit(code: number | null, signal: string | null, unheard = false): void {
+  private onExit(code: number | null, signal: string | null, unheard = false, groupLeft = true): void {
     if (!this.running) return;
     this.running = false;
     const finished = new Date();
@@ -168,14 +170,15 @@ export class JobProcess {
     // whatever the job left running in its process group goes with it: SIGTERM,
     // and SIGKILL after the grace period for what ignores SIGTERM (a daemon
     // child would otherwise outlive its job). The group's id is the job's pid,
-    // which stays reserved while any member lives; a group found empty is not
-    // signalled again.
+    // which stays reserved while any member lives; a group found empty (by
+    // the helper, as it reaped the job) is gone for good and not signalled:
+    // its id may be a new process's by now.
     const pid = this.pidValue;
-    if (pid !== undefined && signalGroup(pid, unheard ? 'SIGKILL' : 'SIGTERM')) {
+    if (pid !== undefined && groupLeft && signalGroup(pid, unheard ? 'SIGKILL' : 'SIGTERM')) {
       setTimeout(() => { if (signalGroup(pid, 0)) signalGroup(pid, 'SIGKILL'); }, this.spec.killGraceMs).unref();
     }
     const busy = Boolean(this.spec.runAs?.setpriv) && code === 126 && this.setprivFoundBusy();
-    this.resolveExited({ exitCode: code, signal, reason: this.reason, started: this.started, finished, busy });
+    this.resolveExited({ exitCode: code, signal, reason: this.reason, started: this.started, finished, busy, groupLeft });
     this.resolveSettled();
   }
   /** setpriv exits 126 with "Text file busy" when the job file is still open for writing. */

@@ -43,8 +43,8 @@ export interface SpawnEvents {
    * went away, before the start or after it (then the exit is not known)
    */
   failed(errno: number, step: string): void;
-  /** the wait status of a started job */
-  exited(status: number): void;
+  /** the wait status of a started job, and whether its process group outlived it (then it is still there) */
+  exited(status: number, groupLeft: boolean): void;
   /** its fd 3 and fd 4 connections, and with logPath null its stdout and stderr */
   connected(fd: 1 | 2 | 3 | 4, socket: net.Socket): void;
 }
@@ -184,7 +184,7 @@ export class Spawner {
         if (b === 'connect') this.checkSocket();
         ev.failed(Number(a), b ?? '');
       }
-      else if (what === 'exit') { this.jobs.delete(token!); ev.exited(Number(a)); }
+      else if (what === 'exit') { this.jobs.delete(token!); ev.exited(Number(a), b !== '0'); }
     }
     this.refWhileBusy();
   }

@@ -50,7 +50,7 @@ export interface StarterDeps {
   /** a job's start was asked of the helper (the fencing tests stall the thread here too) */
   requested: () => void;
   /** whether the fencing watchdog stopped this process group */
-  stoppedByWatchdog: (pgid: number) => boolean;
+  stoppedByWatchdog: (pgid: number, groupLeft: boolean) => boolean;
   /** the claimed file is not an acceptable job after all */
   reject: (r: ClaimRefused) => void;
   /** the job's process exited: decide what becomes of it (completion) */
@@ -194,7 +194,7 @@ export class Starter {
   private exited(r: Running, end: JobEnd): void {
     const id = r.job.id;
     // the watchdog stopped it: this node was fenced, and the job may be another node's by now
-    const stopped = r.proc.pid !== undefined && this.d.stoppedByWatchdog(r.proc.pid);
+    const stopped = r.proc.pid !== undefined && this.d.stoppedByWatchdog(r.proc.pid, end.groupLeft);
     this.running.delete(id);
     r.ticket.group.running--;
     this.d.load.jobEnded(id);

@@ -419,10 +419,15 @@ export function notedOutcome(e: NonNullable<JobMeta['ended']>): Outcome {
  * the archive) never sees it half written.
  */
 function writeNew(file: Buffer, data: string, staging: string): void {
-  // unlinked, not overwritten: a leftover may be linked to a record already
-  try { fs.unlinkSync(staging); } catch { /* none */ }
   try {
-    fs.writeFileSync(staging, data, { flag: 'wx' });
+    try {
+      fs.writeFileSync(staging, data, { flag: 'wx' });
+    } catch (err) {
+      if (!isErrno(err, 'EEXIST')) throw err;
+      // a dead node's leftover: unlinked, not overwritten (it may be linked to a record already)
+      fs.unlinkSync(staging);
+      fs.writeFileSync(staging, data, { flag: 'wx' });
+    }
     fs.linkSync(staging, file);
   } finally {
     try { fs.unlinkSync(staging); } catch { /* never made */ }

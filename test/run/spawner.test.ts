@@ -4,6 +4,7 @@
 // the queue alone; a helper that dies takes nothing with it: its running
 // job is stopped and runs again, and the next jobs run through a new helper.
 
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
@@ -148,3 +149,22 @@ function socketDirOf(pid: number): string | undefined {
   }
   return undefined;
 }
+
+t.test('what a job leaves running in its process group is stopped with it; an empty group is never signalled', async (t) => {
+  const { dir, spool, archive } = scratch(t);
+  const trace = path.join(dir, 'kills');
+  dropJob(spool, 'alone', `#!/bin/sh\necho $$ > '${dir}/alone.pid'\n`);
+  // (its child keeps the group: the helper reports it left, and pmjq stops it)
+  dropJob(spool, 'leaver', `#!/bin/sh\necho $$ > '${dir}/leaver.pid'\nsleep 60 > /dev/null 2>&1 &\necho $! > '${dir}/child.pid'\n`);
+  t.teardown(() => { try { process.kill(Number(read(`${dir}/child.pid`)), 'SIGKILL'); } catch { /* gone, as it should be */ } });
+  // every kill(2) of pmjq and its helper, seen from outside
+  const r = spawnSync('strace', ['-f', '-qq', '-e', 'trace=kill', '-o', trace, process.execPath, BIN.pmjq, ...ROOT_ARGS, '--once', '-j', '1', '-o', archive, spool], { encoding: 'utf8', timeout: 60_000 });
+  t.equal(r.status, 0, r.stderr);
+  const kills = read(trace);
+  const alone = read(`${dir}/alone.pid`).trim();
+  const leaver = read(`${dir}/leaver.pid`).trim();
+  t.match(kills, new RegExp(`kill\\(-${leaver}, SIGTERM\\)`), 'the group of the job that left a process behind is sent SIGTERM');
+  t.notMatch(kills, new RegExp(`kill\\(-${alone}, SIG`), 'the group of the job that left nothing is sent nothing: its id may be another\'s by then');
+  const child = Number(read(`${dir}/child.pid`));
+  await waitFor('the process left behind to be gone', () => { try { process.kill(child, 0); return false; } catch { return true; } }, 10_000);
+});

@@ -224,12 +224,12 @@ async function killAtSyscall(t: Test, pid: number, syscall: string, nth: number)
 interface Cut { what: string; otherFs: boolean; syscall: string; nth: number; leaves: string[]; historyLine: boolean; whole: boolean }
 const cuts: Cut[] = [
   { what: 'the entry linked to the staging copy, the log not yet copied', otherFs: true, syscall: 'link', nth: 3, leaves: ['staging copy', 'entry'], historyLine: false, whole: false },
-  { what: 'the log copied beside it, the record not yet written', otherFs: true, syscall: 'unlink', nth: 2, leaves: ['staging copy', 'entry', 'log'], historyLine: false, whole: false },
-  { what: 'the record linked into place, no history line yet', otherFs: true, syscall: 'unlink', nth: 3, leaves: ['staging copy', 'entry', 'log', 'record'], historyLine: false, whole: true },
-  { what: 'the record and history line written, the claimed file not yet unlinked', otherFs: true, syscall: 'unlink', nth: 4, leaves: ['staging copy', 'entry', 'log', 'record'], historyLine: true, whole: true },
-  { what: 'the record and history line written, the claimed file not yet unlinked', otherFs: false, syscall: 'unlink', nth: 3, leaves: ['entry', 'log', 'record'], historyLine: true, whole: true },
-  { what: 'the claimed file unlinked, its log not yet', otherFs: false, syscall: 'unlink', nth: 4, leaves: ['entry', 'log', 'record'], historyLine: true, whole: true },
-  { what: 'the claimed file unlinked, the staging copy and its log not yet', otherFs: true, syscall: 'unlink', nth: 5, leaves: ['staging copy', 'entry', 'log', 'record'], historyLine: true, whole: true },
+  { what: 'the log copied beside it, the record written under its staging name, not yet linked', otherFs: true, syscall: 'link', nth: 4, leaves: ['staging copy', 'entry', 'log'], historyLine: false, whole: false },
+  { what: 'the record linked into place, no history line yet', otherFs: true, syscall: 'unlink', nth: 2, leaves: ['staging copy', 'entry', 'log', 'record'], historyLine: false, whole: true },
+  { what: 'the record and history line written, the claimed file not yet unlinked', otherFs: true, syscall: 'unlink', nth: 3, leaves: ['staging copy', 'entry', 'log', 'record'], historyLine: true, whole: true },
+  { what: 'the record and history line written, the claimed file not yet unlinked', otherFs: false, syscall: 'unlink', nth: 2, leaves: ['entry', 'log', 'record'], historyLine: true, whole: true },
+  { what: 'the claimed file unlinked, its log not yet', otherFs: false, syscall: 'unlink', nth: 3, leaves: ['entry', 'log', 'record'], historyLine: true, whole: true },
+  { what: 'the claimed file unlinked, the staging copy and its log not yet', otherFs: true, syscall: 'unlink', nth: 4, leaves: ['staging copy', 'entry', 'log', 'record'], historyLine: true, whole: true },
 ];
 for (const c of cuts) {
   const where = c.otherFs ? 'archive on another filesystem' : 'archive on the spool\'s filesystem';
