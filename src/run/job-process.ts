@@ -10,11 +10,11 @@
 
 import fs from 'node:fs';
 import os from 'node:os';
-import type { Readable, Writable } from 'node:stream';
-import { CommandChannel, type CommandHandler } from './channel.js';
+import { Readable, Writable } from 'node:stream';
+import { CommandChannel, MAX_UNREAD, type CommandHandler } from './channel.js';
 import type { JobOwner } from './owner.js';
 import { setprivArgs } from './privileges.js';
-import { spawner } from './spawner.js';
+import { spawner, type JobPipes } from './spawner.js';
 import type { Logger } from '../util/log.js';
 
 export type EndReason = 'exit' | 'timeout' | 'killed' | 'interrupted';
@@ -65,6 +65,11 @@ export class JobProcess {
   private pidValue: number | undefined;
   private running = false;
   private channel: CommandChannel | null = null;
+  /** chaqum mode: its stdout and stderr connections not yet at their end */
+  private outputsOpen = 0;
+  private outputsClosed: (() => void) | null = null;
+  /** takes fd 3's bytes for the channel (null: their end); made with the first command: most jobs send none */
+  private feed: ((chunk: Buffer | null) => void) | null = null;
   private reason: EndReason = 'exit';
   /** a kill asked for before the process was there */
   private pendingKill: Exclude<EndReason, 'exit'> | null = null;
@@ -90,7 +95,6 @@ export class JobProcess {
   start(): Promise<StartResult> {
     const s = this.spec;
     return new Promise((resolve) => {
-      const channel: { 3?: Readable; 4?: Writable } = {};
       try {
         // (setpriv's "Text file busy" is told apart by what it adds to the log)
         if (s.runAs?.setpriv) this.logSizeBefore = sizeOf(s.logPath);
@@ -98,7 +102,8 @@ export class JobProcess {
         const [file, ...args] = [...viaSetpriv, s.file, ...s.args];
         const ids = s.runAs && !s.runAs.setpriv ? { uid: s.runAs.owner.uid, gid: s.runAs.owner.gid } : undefined;
         this.started = new Date();
-        spawner.spawn({ file: file!, args, cwd: s.cwd, env: s.env, logPath: s.onLine ? null : s.logPath, ids }, {
+        if (s.onLine) this.outputsOpen = 2;
+        const pipes: JobPipes = spawner.spawn({ file: file!, args, cwd: s.cwd, env: s.env, logPath: s.onLine ? null : s.logPath, ids }, {
           started: (pid) => {
             this.pidValue = pid;
             this.running = true;
@@ -109,8 +114,6 @@ export class JobProcess {
           },
           failed: (errno, step) => {
             this.channel?.close();
-            channel[3]?.destroy();
-            channel[4]?.destroy();
             if (this.running) {
               // the helper died: this job's end would not be heard of; it is stopped, and runs again
               this.reason = 'interrupted';
@@ -128,16 +131,21 @@ export class JobProcess {
             const signal = status & 0x7f;
             this.onExit(signal ? null : (status >> 8) & 0xff, signal ? signalName(signal) : null, false, groupLeft);
           },
-          connected: (fd, socket) => {
-            if (fd === 3 || fd === 4) {
-              channel[fd] = socket;
-              // (a job that closes fd 3 has said all it will: the channel ends, and fd 4 with it)
-              if (channel[3] && channel[4]) this.channel = new CommandChannel(channel[3], channel[4], s.handler, s.log, s.id);
-            } else if (s.onLine) {
-              splitLines(socket, s.onLine);
-            } else {
-              socket.destroy();
-            }
+          commands: (chunk) => {
+            this.feed ??= this.openChannel(pipes);
+            this.feed(chunk);
+          },
+          // (a job that closes fd 3 has said all it will: the channel ends, and fd 4 with it)
+          commandsEnd: () => { this.feed?.(null); },
+          unread: () => {
+            s.log.warn('protocol-error', { id: s.id, error: `job does not read its answers on fd 4 (${MAX_UNREAD} bytes unread); channel closed` });
+            this.channel?.close();
+          },
+          connected: (_fd, socket) => {
+            if (!s.onLine) { socket.destroy(); return; }
+            splitLines(socket, s.onLine, () => {
+              if (--this.outputsOpen === 0) this.outputsClosed?.();
+            });
           },
         });
       } catch (err) {
@@ -145,6 +153,27 @@ export class JobProcess {
         resolve({ ok: false, busy: false, error: (err as Error).message });
       }
     });
+  }
+
+  /**
+   * The command channel over the job's fd 3 and 4: fd 3's bytes are read
+   * from the helper a chunk at a time, as the channel takes them; answers go
+   * to the helper at once (it holds what the job has not read, up to
+   * MAX_UNREAD).
+   */
+  private openChannel(pipes: JobPipes): (chunk: Buffer | null) => void {
+    // one chunk asked for at a time; the first came unasked
+    let asked = true;
+    const commands = new Readable({ read: () => { if (!asked) { asked = true; pipes.more(); } } });
+    const answers = new Writable({
+      write: (chunk: Buffer, _enc, done) => { pipes.answer(chunk); done(); },
+      destroy: (_err, done) => { pipes.close(); done(null); },
+    });
+    this.channel = new CommandChannel(commands, answers, this.spec.handler, this.spec.log, this.spec.id);
+    return (chunk) => {
+      asked = false;
+      commands.push(chunk);
+    };
   }
 
   /** SIGTERM to the whole process group, SIGKILL after the grace period. */
@@ -178,8 +207,17 @@ export class JobProcess {
       setTimeout(() => { if (signalGroup(pid, 0)) signalGroup(pid, 'SIGKILL'); }, this.spec.killGraceMs).unref();
     }
     const busy = Boolean(this.spec.runAs?.setpriv) && code === 126 && this.setprivFoundBusy();
-    this.resolveExited({ exitCode: code, signal, reason: this.reason, started: this.started, finished, busy, groupLeft });
-    this.resolveSettled();
+    const end = (): void => {
+      this.outputsClosed = null;
+      this.resolveExited({ exitCode: code, signal, reason: this.reason, started: this.started, finished, busy, groupLeft });
+      this.resolveSettled();
+    };
+    if (this.outputsOpen === 0 || unheard) { end(); return; }
+    // chaqum mode: the job's last lines may still be on their way (its exit can
+    // be heard first); its end waits for them, not for long (a process it
+    // left running may hold its stdout for ever)
+    const wait = setTimeout(end, OUTPUT_DRAIN_MS);
+    this.outputsClosed = () => { clearTimeout(wait); end(); };
   }
   /** setpriv exits 126 with "Text file busy" when the job file is still open for writing. */
   private setprivFoundBusy(): boolean {
@@ -206,10 +244,12 @@ export class JobProcess {
 const TRY_AGAIN_STEPS = new Set(['helper', 'connect', 'pipe', 'fork']);
 
 const MAX_OUTPUT_LINE = 64 * 1024;
+/** how long a job's end waits for the rest of its line-by-line output */
+const OUTPUT_DRAIN_MS = 1000;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
-/** Lines of a stream, never holding more than one (bounded) line in memory. */
-function splitLines(stream: Readable, onLine: (line: string) => void): void {
+/** Lines of a stream, never holding more than one (bounded) line in memory; `closed` once, at its end. */
+function splitLines(stream: Readable, onLine: (line: string) => void, closed: () => void): void {
   let pending = '';
   stream.setEncoding('utf8');
   stream.on('data', (chunk: string) => {
@@ -226,6 +266,9 @@ function splitLines(stream: Readable, onLine: (line: string) => void): void {
   });
   stream.on('end', () => { if (pending) onLine(pending); });
   stream.on('error', () => { /* the job went away */ });
+  stream.once('close', closed);
+  // (the spawner paused it once it had read the connection's first line: a 'data' listener alone does not resume it)
+  stream.resume();
 }
 
 /** Signal a process group; false if it no longer exists. */

@@ -4,11 +4,16 @@
 // the daemon's time per job. The helper forks cheaply and the daemon waits
 // for nothing: it writes a request and hears "started", then "exit", later.
 //
-// A job's fd 3 and fd 4 (and, when its output is read line by line, its
-// stdout and stderr) are each a connection to a Unix socket of ours, in a
-// directory only our user can enter, each naming its job by a first line
-// with a token: a counter after a random secret, so that no other process
-// can pass for a job even if it could connect.
+// A job's fd 3 and fd 4 are pipes of the helper's: what the job writes to
+// fd 3 comes with the helper's reports, a chunk at a time (the next when the
+// command channel asks for it, so that a job flooding fd 3 is held back by
+// its pipe), and the answers go back through the helper to fd 4. Two pipes
+// per job and no connection: a job that never writes a command costs no
+// message. When its output is read line by line (chaqum), its stdout and
+// stderr are each a connection to a Unix socket of ours, in a directory only
+// our user can enter, naming its job by a first line with a token: a counter
+// after a random secret, so that no other process can pass for a job even
+// if it could connect.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -17,6 +22,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { MAX_UNREAD } from './channel.js';
 
 const HELPER = fileURLToPath(new URL('../../libexec/pmjq-spawn', import.meta.url));
 const PERL_PATHS = ['/usr/bin/perl', '/bin/perl', '/usr/local/bin/perl'];
@@ -45,8 +51,24 @@ export interface SpawnEvents {
   failed(errno: number, step: string): void;
   /** the wait status of a started job, and whether its process group outlived it (then it is still there) */
   exited(status: number, groupLeft: boolean): void;
-  /** its fd 3 and fd 4 connections, and with logPath null its stdout and stderr */
-  connected(fd: 1 | 2 | 3 | 4, socket: net.Socket): void;
+  /** a chunk the job wrote to fd 3; the next comes after `more()` */
+  commands(chunk: Buffer): void;
+  /** the job closed fd 3 (or fd 4): its commands are over */
+  commandsEnd(): void;
+  /** the job left more than MAX_UNREAD bytes of answers unread on fd 4: fd 3 and 4 are closed */
+  unread(): void;
+  /** with logPath null: its stdout and stderr connections */
+  connected(fd: 1 | 2, socket: net.Socket): void;
+}
+
+/** A job's fd 3 and fd 4, from the daemon's side. */
+export interface JobPipes {
+  /** the next chunk of fd 3, when there is one */
+  more(): void;
+  /** bytes for fd 4 */
+  answer(data: Buffer): void;
+  /** done with fd 3 and fd 4 (the helper closes them; it does too when the job ends) */
+  close(): void;
 }
 
 export class Spawner {
@@ -56,7 +78,7 @@ export class Spawner {
   private readonly secret = randomBytes(12).toString('hex');
   private next = 0;
   private readonly jobs = new Map<string, SpawnEvents>();
-  private replies = '';
+  private replies: Buffer = Buffer.alloc(0);
   private exitHooked = false;
   private readyWaiters: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
   /** where the helper's going away is told (pmjq's log) */
@@ -78,13 +100,13 @@ export class Spawner {
   }
 
   /** Asks for a job process; its events follow. Throws if the helper cannot be started. */
-  spawn(req: SpawnRequest, events: SpawnEvents): void {
+  spawn(req: SpawnRequest, events: SpawnEvents): JobPipes {
     const helper = this.helper ?? this.startHelper();
     const token = `${this.secret}.${++this.next}`;
     const env = Object.entries(req.env).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${v}`);
     const argv = [req.file, ...req.args];
     const fields = [
-      this.socketPath(), token, req.logPath ?? '', req.logPath === null ? 'lines' : 'log', req.cwd,
+      req.logPath === null ? this.socketPath() : '', token, req.logPath ?? '', req.logPath === null ? 'lines' : 'log', req.cwd,
       req.ids ? String(req.ids.uid) : '-', req.ids ? String(req.ids.gid) : '-',
       String(argv.length), ...argv, String(env.length), ...env,
     ];
@@ -94,6 +116,13 @@ export class Spawner {
     // its length first: fields may be empty, and may hold any byte but NUL
     const request = Buffer.from(fields.join('\0'));
     helper.stdin!.write(Buffer.concat([Buffer.from(`${request.length}\n`), request]));
+    // (to the helper that started it: a new helper has never heard of it)
+    const say = (m: Buffer | string): void => { if (this.helper === helper) helper.stdin!.write(m); };
+    return {
+      more: () => say(`r ${token}\n`),
+      answer: (data) => say(Buffer.concat([Buffer.from(`w ${token} ${data.length}\n`), data])),
+      close: () => say(`c ${token}\n`),
+    };
   }
 
   /** Stops the helper (it exits at EOF) and removes the socket. */
@@ -108,9 +137,9 @@ export class Spawner {
   }
 
   /**
-   * Where jobs' connections go: a socket in a directory of our own, made
-   * with the first job, and made anew if it went (checkSocket): the helper
-   * is told the path with every request.
+   * Where line-by-line output goes: a socket in a directory of our own, made
+   * with the first job that needs it, and made anew if it went
+   * (checkSocket): the helper is told the path with every such request.
    */
   private socketPath(): string {
     if (this.server) return path.join(this.dir, 's');
@@ -137,12 +166,10 @@ export class Spawner {
   }
 
   private startHelper(): ChildProcess {
-    this.socketPath();
     // a perl from the system's directories, with nothing of our environment (no PERL5OPT, PERL5LIB)
     const perl = PERL_PATHS.find((p) => { try { fs.accessSync(p, fs.constants.X_OK); return true; } catch { return false; } }) ?? 'perl';
-    const helper = spawn(perl, [HELPER], { stdio: ['pipe', 'pipe', 'inherit'], env: {} });
-    helper.stdout!.setEncoding('utf8');
-    helper.stdout!.on('data', (chunk: string) => this.onReplies(chunk));
+    const helper = spawn(perl, [HELPER, String(MAX_UNREAD)], { stdio: ['pipe', 'pipe', 'inherit'], env: {} });
+    helper.stdout!.on('data', (chunk: Buffer) => this.onReplies(chunk));
     helper.on('error', (err) => {
       if (this.helper === helper) this.helperGone(`cannot run the job helper (${perl} ${HELPER}): ${err.message}; is perl installed?`);
     });
@@ -166,12 +193,21 @@ export class Spawner {
     else out?.unref?.();
   }
 
-  private onReplies(chunk: string): void {
-    this.replies += chunk;
+  private onReplies(chunk: Buffer): void {
+    let buf = this.replies.length === 0 ? chunk : Buffer.concat([this.replies, chunk]);
     let nl: number;
-    while ((nl = this.replies.indexOf('\n')) >= 0) {
-      const [what, token, a, b] = this.replies.slice(0, nl).split(' ');
-      this.replies = this.replies.slice(nl + 1);
+    while ((nl = buf.indexOf(10)) >= 0) {
+      const [what, token, a, b] = buf.toString('latin1', 0, nl).split(' ');
+      if (what === 'd') {
+        // "d TOKEN LEN" and LEN bytes of the job's fd 3
+        const end = nl + 1 + Number(a);
+        if (buf.length < end) break;
+        const data = buf.subarray(nl + 1, end);
+        buf = buf.subarray(end);
+        this.jobs.get(token!)?.commands(data);
+        continue;
+      }
+      buf = buf.subarray(nl + 1);
       if (what === 'ready') {
         for (const w of this.readyWaiters.splice(0)) w.resolve();
         continue;
@@ -185,11 +221,14 @@ export class Spawner {
         ev.failed(Number(a), b ?? '');
       }
       else if (what === 'exit') { this.jobs.delete(token!); ev.exited(Number(a), b !== '0'); }
+      else if (what === 'e') ev.commandsEnd();
+      else if (what === 'u') ev.unread();
     }
+    this.replies = buf;
     this.refWhileBusy();
   }
 
-  /** A connection names its job and descriptor on its first line; anything else is dropped. */
+  /** A connection names its job and descriptor (1 or 2) on its first line; anything else is dropped. */
   private accept(s: net.Socket): void {
     let head = Buffer.alloc(0);
     const onData = (chunk: Buffer): void => {
@@ -205,8 +244,8 @@ export class Spawner {
       const rest = head.subarray(nl + 1);
       if (rest.length > 0) s.unshift(rest);
       const ev = this.jobs.get(token ?? '');
-      if (!ev || !['1', '2', '3', '4'].includes(fd ?? '')) { s.destroy(); return; }
-      ev.connected(Number(fd) as 1 | 2 | 3 | 4, s);
+      if (!ev || (fd !== '1' && fd !== '2')) { s.destroy(); return; }
+      ev.connected(Number(fd) as 1 | 2, s);
     };
     s.on('data', onData);
     s.on('error', () => s.destroy());
@@ -219,7 +258,7 @@ export class Spawner {
    */
   private helperGone(why: string): void {
     this.helper = null;
-    this.replies = '';
+    this.replies = Buffer.alloc(0);
     const waiters = this.readyWaiters.splice(0);
     for (const w of waiters) w.reject(new Error(why));
     if (waiters.length === 0) this.onTrouble(why);
@@ -243,7 +282,7 @@ const STALE_SOCKET_MS = 60_000;
  * removing theirs (killed -9): one whose socket is a minute old and refuses
  * a connection is nobody's any more. (A younger one may be a pmjq starting
  * this very moment, between its bind and its listen.) Looked at once, in the
- * background, when a helper starts.
+ * background, when a socket is first made.
  */
 function removeStaleSocketDirs(): void {
   const tmp = os.tmpdir();

@@ -1,8 +1,10 @@
 // The job helper (pmjq(1) THE JOB PROCESS): jobs are forked and exec'd by
 // libexec/pmjq-spawn. A job is its child with exactly fds 0-4, 3 and 4 being
-// sockets to pmjq; without perl pmjq refuses to start, saying so, and leaves
-// the queue alone; a helper that dies takes nothing with it: its running
-// job is stopped and runs again, and the next jobs run through a new helper.
+// two pipes of the helper's; without perl pmjq refuses to start, saying so,
+// and leaves the queue alone; a helper that dies takes nothing with it: its
+// running job is stopped and runs again, and the next jobs run through a new
+// helper. The socket that chaqum's line-by-line output comes through is
+// made anew when removed, and one left by a killed manager is cleaned up.
 
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -12,7 +14,7 @@ import { BIN, ROOT_ARGS, archived, dropJob, run, scratch, start, waitFor } from 
 
 const read = (f: string): string => fs.readFileSync(f, 'utf8');
 
-t.test('a job is the helper\'s child, with fds 0-4 only, fd 3 and 4 two sockets', async (t) => {
+t.test('a job is the helper\'s child, with fds 0-4 only, fd 3 and 4 two pipes', async (t) => {
   const { dir, spool, archive } = scratch(t);
   const out = path.join(dir, 'out');
   dropJob(spool, 'probe', `#!/bin/sh
@@ -21,7 +23,9 @@ readlink /proc/$$/fd/3 /proc/$$/fd/4 > '${out}.sockets'
 # (from a process of its own: a shell keeps descriptors of its own about)
 exec ls -l /proc/self/fd
 `);
-  const r = await run(t, BIN.pmjq, [...ROOT_ARGS, '--once', '-o', archive, spool]);
+  const tmp = path.join(dir, 'tmp');
+  fs.mkdirSync(tmp);
+  const r = await run(t, BIN.pmjq, [...ROOT_ARGS, '--once', '-o', archive, spool], { env: { ...process.env, TMPDIR: tmp } });
   t.equal(r.code, 0, r.stderr);
   // (ls's own, on the directory it lists, aside)
   const listing = read(archived(archive).find((a) => a.name === 'probe')!.file + '.log');
@@ -31,9 +35,10 @@ exec ls -l /proc/self/fd
   t.same(others, [], 'nothing of pmjq\'s or its helper\'s');
   t.match(read(`${out}.parent`), /perl .*libexec\/pmjq-spawn /, 'its parent is pmjq-spawn');
   const sockets = read(`${out}.sockets`).trim().split('\n');
-  t.match(sockets[0], /^socket:\[\d+\]$/, 'fd 3 is a socket');
-  t.match(sockets[1], /^socket:\[\d+\]$/, 'fd 4 is a socket');
-  t.not(sockets[0], sockets[1], 'two of them: closing fd 3 ends the commands, as with a pipe');
+  t.match(sockets[0], /^pipe:\[\d+\]$/, 'fd 3 is a pipe');
+  t.match(sockets[1], /^pipe:\[\d+\]$/, 'fd 4 is a pipe');
+  t.not(sockets[0], sockets[1], 'two of them: closing fd 3 ends the commands');
+  t.same(fs.readdirSync(tmp), [], 'no socket made for jobs whose output goes to their log');
 });
 
 t.test('without perl, pmjq says so at start and leaves the queue as it was', async (t) => {
@@ -83,55 +88,72 @@ while :; do sleep 0.05; done
   t.equal(await p.exited, 0, 'and stops as usual');
 });
 
-t.test('the socket directory of a pmjq killed -9 is removed by a later one, once a minute old', async (t) => {
-  const { dir: scratchDir, spool, archive } = scratch(t);
-  const first = start(t, BIN.pmjq, [...ROOT_ARGS, '-o', archive, spool]);
-  await first.waitLine(/event=start /);
-  const dir = await waitFor('its socket', () => socketDirOf(first.child.pid!));
-  t.match(path.basename(dir), /^pmjq-spawn-/, `its socket is in ${dir}`);
-  first.kill('SIGKILL');
-  await first.exited;
-  t.ok(fs.existsSync(dir), 'left behind by the killed pmjq');
-  // a young socket that refuses may be a pmjq starting this very moment (bound, not listening yet): spared
-  const second = start(t, BIN.pmjq, [...ROOT_ARGS, '-o', archive, spool]);
-  await second.waitLine(/event=start /);
-  dropJob(spool, 'through-second', `#!/bin/sh\ntouch '${scratchDir}/second-ran'\n`);
-  await waitFor('a job through the second pmjq', () => fs.existsSync(`${scratchDir}/second-ran`));
-  t.ok(fs.existsSync(dir), 'spared while younger than a minute');
-  second.kill('SIGTERM');
-  t.equal(await second.exited, 0);
-  const longAgo = new Date(Date.now() - 120_000);
-  fs.utimesSync(path.join(dir, 's'), longAgo, longAgo);
-  const third = start(t, BIN.pmjq, [...ROOT_ARGS, '-o', archive, spool]);
-  await third.waitLine(/event=start /);
-  await waitFor('the stale directory removed', () => !fs.existsSync(dir));
-  t.pass('removed once a minute old, by the next pmjq, which runs on');
-  third.kill('SIGTERM');
-  t.equal(await third.exited, 0);
+// chaqum reads its jobs' output line by line, through a socket of its own
+function tree(dir: string, entry: string): string {
+  const d = path.join(dir, 'tree');
+  fs.mkdirSync(d, { recursive: true });
+  fs.writeFileSync(path.join(d, 'entry'), entry, { mode: 0o755 });
+  return d;
+}
+
+t.test('chaqum logs its jobs\' output, line by line, the last line of a job that ends at once included', async (t) => {
+  const { dir } = scratch(t);
+  const d = tree(dir, '#!/bin/sh\necho first line\necho second line >&2\nprintf \'enqueue -- quick\\n\' >&3; read -r a <&4\n');
+  fs.writeFileSync(path.join(d, 'quick'), '#!/bin/sh\necho quick ran\n', { mode: 0o755 });
+  const r = await run(t, BIN.chaqum, [d]);
+  t.equal(r.code, 0, r.stderr);
+  t.match(r.stderr, /event=output id=\S+ job=entry line="first line"/, 'a line of stdout');
+  t.match(r.stderr, /event=output id=\S+ job=entry line="second line"/, 'a line of stderr');
+  t.match(r.stderr, /event=output id=\S+ job=quick line="quick ran"/, 'the line of a job that ended at once');
 });
 
-t.test('a socket removed under pmjq (a /tmp cleaner): the next job runs all the same, through a new one', async (t) => {
-  const { dir, spool, archive } = scratch(t);
-  const out = path.join(dir, 'out');
-  fs.mkdirSync(out);
-  const p = start(t, BIN.pmjq, [...ROOT_ARGS, '-o', archive, spool]);
-  await p.waitLine(/event=start /);
-  dropJob(spool, 'first', `#!/bin/sh\necho ran > '${out}/first'\n`);
-  await waitFor('the first job', () => fs.existsSync(`${out}/first`));
-  const old = await waitFor('its socket', () => socketDirOf(p.child.pid!));
-  fs.rmSync(old, { recursive: true });
-  dropJob(spool, 'second', `#!/bin/sh\nprintf 'nosuchcommand\\n' >&3; read -r a <&4; echo "$a" > '${out}/second'\n`);
-  await waitFor('the second job', () => fs.existsSync(`${out}/second`) && read(`${out}/second`));
-  t.match(read(`${out}/second`), /^E /, 'it ran, and talked to pmjq on fd 3/4');
-  t.match(p.stderr(), /event=job-helper .*is gone .*listening on a new one/, 'pmjq said what happened');
+t.test('the socket directory of a chaqum killed -9 is removed by a later one, once a minute old', async (t) => {
+  const { dir: scratchDir } = scratch(t);
+  // a TMPDIR of its own: only these managers' directories are in it
+  const tmp = path.join(scratchDir, 'tmp');
+  fs.mkdirSync(tmp);
+  const env = { ...process.env, TMPDIR: tmp };
+  const d = tree(scratchDir, `#!/bin/sh\necho $$ > '${scratchDir}/entry.pid'\necho up\nexec sleep 60\n`);
+  t.teardown(() => { try { process.kill(-Number(read(`${scratchDir}/entry.pid`)), 'SIGKILL'); } catch { /* gone */ } });
+  const first = start(t, BIN.chaqum, [d], { env });
+  await first.waitLine(/event=output .*line=up/);
+  const dir = socketDirOf(first.child.pid!);
+  t.ok(dir && path.dirname(dir) === tmp && /^pmjq-spawn-/.test(path.basename(dir)), `its socket is in ${dir}`);
+  first.kill('SIGKILL');
+  await first.exited;
+  t.ok(fs.existsSync(dir!), 'left behind by the killed chaqum');
+  // a young socket that refuses may be a manager starting this very moment (bound, not listening yet): spared
+  fs.writeFileSync(path.join(d, 'entry'), '#!/bin/sh\necho second\n');
+  const second = await run(t, BIN.chaqum, [d], { env });
+  t.equal(second.code, 0, second.stderr);
+  t.ok(fs.existsSync(dir!), 'spared while younger than a minute');
+  const longAgo = new Date(Date.now() - 120_000);
+  fs.utimesSync(path.join(dir!, 's'), longAgo, longAgo);
+  // (its entry waits for the directory to go, so that the manager is still there to see to it)
+  fs.writeFileSync(path.join(d, 'entry'), `#!/bin/sh\nfor i in $(seq 200); do [ -e '${dir}' ] || exit 0; sleep 0.05; done; exit 1\n`);
+  const third = await run(t, BIN.chaqum, [d], { env });
+  t.equal(third.code, 0, `removed once a minute old, by the next chaqum\n${third.stderr}`);
+  t.same(fs.readdirSync(tmp).filter((e) => e.startsWith('pmjq-spawn-')), [], 'and that one removed its own when it ended');
+});
+
+t.test('a socket removed under chaqum (a /tmp cleaner): the next job runs all the same, through a new one', async (t) => {
+  const { dir } = scratch(t);
+  const d = tree(dir, `#!/bin/sh
+echo up
+for i in $(seq 400); do [ -e '${dir}/go' ] && break; sleep 0.05; done
+printf 'enqueue -- second\\n' >&3; read -r a <&4
+`);
+  fs.writeFileSync(path.join(d, 'second'), '#!/bin/sh\necho second ran\n', { mode: 0o755 });
+  const p = start(t, BIN.chaqum, [d]);
+  await p.waitLine(/event=output .*line=up/);
+  const old = socketDirOf(p.child.pid!);
+  t.ok(old, `its socket: ${old}`);
+  fs.rmSync(old!, { recursive: true });
+  fs.writeFileSync(path.join(dir, 'go'), '');
+  t.equal(await p.exited, 0, 'every job succeeded');
+  t.match(p.stderr(), /event=job-helper .*is gone .*listening on a new one/, 'chaqum said what happened');
   t.match(p.stderr(), /event=job-not-ready .*name=second .*could not be started by the job helper \(connect: ENOENT\)/, 'the start it cost was a not-ready, not a failure');
-  const now = socketDirOf(p.child.pid!);
-  t.ok(now && now !== old, `a new socket: ${now}`);
-  await waitFor('both archived', () => archived(archive).length === 2);
-  t.same(archived(archive).map((a) => a.name).sort(), ['first', 'second'], 'both archived');
-  t.notMatch(p.stderr(), /status=failed/, 'nothing failed');
-  p.kill('SIGTERM');
-  t.equal(await p.exited, 0);
+  t.match(p.stderr(), /event=output .*job=second line="second ran"/, 'the job ran, its output through the new socket');
 });
 
 /** The directory of the Unix socket process `pid` listens on for its jobs (from /proc/net/unix), if any. */
