@@ -78,6 +78,14 @@ export class Spawner {
   private readonly secret = randomBytes(12).toString('hex');
   private next = 0;
   private readonly jobs = new Map<string, SpawnEvents>();
+  /**
+   * Jobs whose stdout and stderr come as connections, with how many have not
+   * come yet: the helper makes them before the fork, but we may hear of the
+   * exit first; a job that ended stays known until they have come.
+   */
+  private readonly connsDue = new Map<string, number>();
+  /** jobs that ended with connections still due */
+  private readonly endedEarly = new Set<string>();
   private replies: Buffer = Buffer.alloc(0);
   private exitHooked = false;
   private readyWaiters: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
@@ -112,6 +120,7 @@ export class Spawner {
     ];
     for (const f of fields) if (f.includes('\0')) throw new Error('a NUL byte in an argument or environment variable');
     this.jobs.set(token, events);
+    if (req.logPath === null) this.connsDue.set(token, 2);
     this.refWhileBusy();
     // its length first: fields may be empty, and may hold any byte but NUL
     const request = Buffer.from(fields.join('\0'));
@@ -216,16 +225,25 @@ export class Spawner {
       if (!ev) continue;
       if (what === 'started') ev.started(Number(a));
       else if (what === 'failed') {
-        this.jobs.delete(token!);
+        this.forget(token!);
         if (b === 'connect') this.checkSocket();
         ev.failed(Number(a), b ?? '');
       }
-      else if (what === 'exit') { this.jobs.delete(token!); ev.exited(Number(a), b !== '0'); }
+      else if (what === 'exit') {
+        if (this.connsDue.has(token!)) this.endedEarly.add(token!); else this.jobs.delete(token!);
+        ev.exited(Number(a), b !== '0');
+      }
       else if (what === 'e') ev.commandsEnd();
       else if (what === 'u') ev.unread();
     }
     this.replies = buf;
     this.refWhileBusy();
+  }
+
+  private forget(token: string): void {
+    this.jobs.delete(token);
+    this.connsDue.delete(token);
+    this.endedEarly.delete(token);
   }
 
   /** A connection names its job and descriptor (1 or 2) on its first line; anything else is dropped. */
@@ -244,7 +262,13 @@ export class Spawner {
       const rest = head.subarray(nl + 1);
       if (rest.length > 0) s.unshift(rest);
       const ev = this.jobs.get(token ?? '');
-      if (!ev || (fd !== '1' && fd !== '2')) { s.destroy(); return; }
+      const due = this.connsDue.get(token ?? '');
+      if (!ev || due === undefined || (fd !== '1' && fd !== '2')) { s.destroy(); return; }
+      if (due > 1) this.connsDue.set(token!, due - 1);
+      else {
+        this.connsDue.delete(token!);
+        if (this.endedEarly.has(token!)) this.forget(token!);
+      }
       ev.connected(Number(fd) as 1 | 2, s);
     };
     s.on('data', onData);
@@ -262,8 +286,10 @@ export class Spawner {
     const waiters = this.readyWaiters.splice(0);
     for (const w of waiters) w.reject(new Error(why));
     if (waiters.length === 0) this.onTrouble(why);
-    const jobs = [...this.jobs.values()];
+    const jobs = [...this.jobs.entries()].filter(([t]) => !this.endedEarly.has(t)).map(([, ev]) => ev);
     this.jobs.clear();
+    this.connsDue.clear();
+    this.endedEarly.clear();
     for (const ev of jobs) ev.failed(0, 'helper');
   }
 }
