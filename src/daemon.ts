@@ -196,7 +196,7 @@ export class Daemon {
     closeInheritedDescriptors();
     // a spool others could rearrange, or a .pmjq someone else made, is refused (TrustError: exit 2)
     this.stateCheck.prepare();
-    // the job helper answers before anything is claimed (no perl: one error now, not one per job)
+    // the job helper answers before anything is claimed (no helper: one error now, not one per job)
     spawner.onTrouble = (error) => this.log.error('job-helper', { error });
     spawner.onHelper = (pid) => this.fencing.helper(pid);
     await spawner.ready();

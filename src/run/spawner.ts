@@ -1,8 +1,9 @@
-// The spawner: starts job processes through libexec/pmjq-spawn, a small Perl
-// process of our own, instead of Node's spawn. Node's spawn forks the whole
-// daemon and waits, blocked, until the child has exec'd: measured, half of
-// the daemon's time per job. The helper forks cheaply and the daemon waits
-// for nothing: it writes a request and hears "started", then "exit", later.
+// The spawner: starts job processes through libexec/pmjq-spawn, a small C
+// program of our own (built at install), instead of Node's spawn. Node's
+// spawn forks the whole daemon and waits, blocked, until the child has
+// exec'd: measured, half of the daemon's time per job. The helper forks
+// cheaply and the daemon waits for nothing: it writes a request and hears
+// "started", then "exit", later.
 //
 // A job's fd 3 and fd 4 are pipes of the helper's: what the job writes to
 // fd 3 comes with the helper's reports, a chunk at a time (the next when the
@@ -25,7 +26,6 @@ import { fileURLToPath } from 'node:url';
 import { MAX_UNREAD } from './channel.js';
 
 const HELPER = fileURLToPath(new URL('../../libexec/pmjq-spawn', import.meta.url));
-const PERL_PATHS = ['/usr/bin/perl', '/bin/perl', '/usr/local/bin/perl'];
 /** the first line of a connection: "TOKEN FD\n", well under this */
 const MAX_FIRST_LINE = 128;
 
@@ -96,7 +96,7 @@ export class Spawner {
 
   /**
    * Starts the helper now, resolving once it answers: a launcher calls this
-   * before it claims anything, so that a missing perl is one clear error
+   * before it claims anything, so that a helper not built is one clear error
    * at start rather than a failure per job.
    */
   ready(): Promise<void> {
@@ -175,15 +175,14 @@ export class Spawner {
   }
 
   private startHelper(): ChildProcess {
-    // a perl from the system's directories, with nothing of our environment (no PERL5OPT, PERL5LIB)
-    const perl = PERL_PATHS.find((p) => { try { fs.accessSync(p, fs.constants.X_OK); return true; } catch { return false; } }) ?? 'perl';
-    const helper = spawn(perl, [HELPER, String(MAX_UNREAD)], { stdio: ['pipe', 'pipe', 'inherit'], env: {} });
+    // (nothing of our environment: the jobs' come with each request)
+    const helper = spawn(HELPER, [String(MAX_UNREAD)], { stdio: ['pipe', 'pipe', 'inherit'], env: {} });
     helper.stdout!.on('data', (chunk: Buffer) => this.onReplies(chunk));
     helper.on('error', (err) => {
-      if (this.helper === helper) this.helperGone(`cannot run the job helper (${perl} ${HELPER}): ${err.message}; is perl installed?`);
+      if (this.helper === helper) this.helperGone(`cannot run the job helper ${HELPER}: ${err.message}; build it with npm run build (needs a C compiler: apt-get install gcc)`);
     });
     helper.on('exit', (code, signal) => {
-      if (this.helper === helper) this.helperGone(`the job helper (${perl} ${HELPER}) exited (${signal ?? `exit ${code}`})`);
+      if (this.helper === helper) this.helperGone(`the job helper ${HELPER} exited (${signal ?? `exit ${code}`})`);
     });
     helper.stdin!.on('error', () => { /* reported by 'exit' */ });
     // an idle helper keeps no process alive (see refWhileBusy)

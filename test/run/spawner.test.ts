@@ -1,7 +1,7 @@
 // The job helper (pmjq(1) THE JOB PROCESS): jobs are forked and exec'd by
 // libexec/pmjq-spawn. A job is its child with exactly fds 0-4, 3 and 4 being
-// two pipes of the helper's; without perl pmjq refuses to start, saying so,
-// and leaves the queue alone; a helper that dies takes nothing with it: its
+// two pipes of the helper's; without the helper (not built) pmjq refuses to
+// start, saying so, and leaves the queue alone; a helper that dies takes nothing with it: its
 // running job is stopped and runs again, and the next jobs run through a new
 // helper. The socket that chaqum's line-by-line output comes through is
 // made anew when removed, and one left by a killed manager is cleaned up.
@@ -10,9 +10,10 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
-import { BIN, ROOT_ARGS, archived, dropJob, run, scratch, start, waitFor } from '../helpers/helpers.js';
+import { BIN, ROOT, ROOT_ARGS, archived, dropJob, run, scratch, start, waitFor } from '../helpers/helpers.js';
 
 const read = (f: string): string => fs.readFileSync(f, 'utf8');
+const HELPER = path.join(ROOT, 'libexec', 'pmjq-spawn');
 
 t.test('a job is the helper\'s child, with fds 0-4 only, fd 3 and 4 two pipes', async (t) => {
   const { dir, spool, archive } = scratch(t);
@@ -33,7 +34,7 @@ exec ls -l /proc/self/fd
   const others = fds.filter((f) => f.fd > 4 && !/^\/proc\/\d+\/fd$/.test(f.to));
   t.same(fds.map((f) => f.fd).filter((fd) => fd <= 4).sort(), [0, 1, 2, 3, 4], 'descriptors 0-4');
   t.same(others, [], 'nothing of pmjq\'s or its helper\'s');
-  t.match(read(`${out}.parent`), /perl .*libexec\/pmjq-spawn /, 'its parent is pmjq-spawn');
+  t.match(read(`${out}.parent`), /^\S*libexec\/pmjq-spawn \d+ $/, 'its parent is pmjq-spawn');
   const sockets = read(`${out}.sockets`).trim().split('\n');
   t.match(sockets[0], /^pipe:\[\d+\]$/, 'fd 3 is a pipe');
   t.match(sockets[1], /^pipe:\[\d+\]$/, 'fd 4 is a pipe');
@@ -41,20 +42,20 @@ exec ls -l /proc/self/fd
   t.same(fs.readdirSync(tmp), [], 'no socket made for jobs whose output goes to their log');
 });
 
-t.test('without perl, pmjq says so at start and leaves the queue as it was', async (t) => {
+t.test('without the helper, pmjq says so at start and leaves the queue as it was', async (t) => {
   const { dir, spool, archive } = scratch(t);
   dropJob(spool, 'waiting', '#!/bin/sh\nexit 0\n');
-  // a mount namespace where perl is not executable (/dev/null bound over it)
-  const wrapper = path.join(dir, 'no-perl.mjs');
+  // a mount namespace where the helper is not executable (/dev/null bound over it)
+  const wrapper = path.join(dir, 'no-helper.mjs');
   fs.writeFileSync(wrapper, `import { spawnSync } from 'node:child_process';
-const r = spawnSync('unshare', ['-m', 'sh', '-c', 'mount --bind /dev/null "$(readlink -f /usr/bin/perl)" && exec "$0" "$@"', process.execPath, ...process.argv.slice(2)], { stdio: 'inherit' });
+const r = spawnSync('unshare', ['-m', 'sh', '-c', 'mount --bind /dev/null "${HELPER}" && exec "$0" "$@"', process.execPath, ...process.argv.slice(2)], { stdio: 'inherit' });
 process.exit(r.status ?? 1);
 `);
   const r = await run(t, wrapper, [BIN.pmjq, ...ROOT_ARGS, '--once', '-o', archive, spool]);
   t.equal(r.code, 1, 'exit 1');
   const lines = r.stderr.trim().split('\n').filter((l) => !/event=start /.test(l));
   t.equal(lines.length, 1, `one line:\n${r.stderr}`);
-  t.match(lines[0], /cannot run the job helper .*pmjq-spawn.*is perl installed\?/, 'it names the helper and perl');
+  t.match(lines[0], /cannot run the job helper \S*libexec\/pmjq-spawn: .*; build it with npm run build \(needs a C compiler/, 'it names the helper and how to build it');
   t.ok(fs.existsSync(path.join(spool, 'waiting')), 'the job is still queued');
   t.same(archived(archive), [], 'nothing was run or archived');
 });
