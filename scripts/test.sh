@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 have() { command -v "$1" >/dev/null 2>&1; }
 
 need=""
+have "${CC:-cc}" || need="$need gcc"               # the job helper (scripts/build-helper.sh): C
+[ -e /usr/include/stdio.h ] || need="$need libc6-dev"  # and libc's headers
 have groff || need="$need groff-base"              # test/project/docs: man pages lint
 have man || need="$need man-db"                    # test/project/docs: man pages render
 { have setpriv && have unshare; } || need="$need util-linux"  # jobs as their owners; cluster mounts
@@ -39,6 +41,7 @@ fi
 
 [ -x node_modules/.bin/tap ] || npm ci --no-audit --no-fund
 node_modules/.bin/tsc -p tsconfig.json
+sh scripts/build-helper.sh
 # tap only strips the tests' types: check them
 node_modules/.bin/tsc -p tsconfig.check.json
 # and lint them with the sources (biome.json)

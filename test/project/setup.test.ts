@@ -13,9 +13,9 @@ import t from 'tap';
 import { IS_ROOT, ROOT, readJson, scratch } from '../helpers/helpers.js';
 
 const SCRIPT = path.join(ROOT, 'scripts/test.sh');
-const PACKAGES = ['groff-base', 'man-db', 'util-linux', 'bindfs', 'fuse3', 'chromium', 'strace', 'python3', 'systemd', 'zsh'];
+const PACKAGES = ['gcc', 'libc6-dev', 'groff-base', 'man-db', 'util-linux', 'bindfs', 'fuse3', 'chromium', 'strace', 'python3', 'systemd', 'zsh'];
 /** What each package is checked by (the tools the tests call). */
-const TOOLS = ['groff', 'man', 'setpriv', 'unshare', 'bindfs', 'fusermount3', 'strace', 'python3', 'systemd-analyze', 'zsh'];
+const TOOLS = ['cc', 'groff', 'man', 'setpriv', 'unshare', 'bindfs', 'fusermount3', 'strace', 'python3', 'systemd-analyze', 'zsh'];
 
 /** A bin directory with the basic commands the script itself uses (and `extra` as stubs), nothing else. */
 function minimalPath(dir: string, extra: string[]): string {
@@ -65,8 +65,8 @@ t.test('tools missing and no apt-get to install them: one line naming every pack
     t.equal(r.stdout, '', `${who}: nothing installed, nothing built`);
     const lines = r.stderr.split('\n').filter((l) => l !== '');
     t.equal(lines.length, 1, `${who}: one line (${r.stderr.trim()})`);
-    // chromium is looked for where Debian puts it, /usr/bin/chromium, not on the PATH
-    const missing = PACKAGES.filter((p) => p !== 'chromium' || !fs.existsSync('/usr/bin/chromium'));
+    // chromium and libc's headers are looked for where Debian puts them, not on the PATH
+    const missing = PACKAGES.filter((p) => (p !== 'chromium' || !fs.existsSync('/usr/bin/chromium')) && (p !== 'libc6-dev' || !fs.existsSync('/usr/include/stdio.h')));
     t.equal(lines[0], `test: the tests need packages this machine lacks; as root: apt-get install ${missing.join(' ')}`, `${who}: naming every missing package, ready to paste`);
   }
 });
@@ -78,4 +78,17 @@ t.test('every tool there but not root: the whole suite is refused in one line, o
   const r = runScript(bin, true);
   t.equal(r.code, 1, 'exit 1');
   t.match(r.stderr, /^test: the whole suite needs root \(it mounts filesystems and runs jobs as other users\): sudo npm test; as \S+, npm test -- test\/FILE\.test\.ts runs one file\n$/, 'says why, and what works instead');
+});
+
+t.test('the job helper is built at install; without a C compiler, one line says what to install', async (t) => {
+  const pkg = readJson<{ scripts: Record<string, string>; files: string[] }>(path.join(ROOT, 'package.json'));
+  t.equal(pkg.scripts.install, 'sh scripts/build-helper.sh', 'npm runs scripts/build-helper.sh at install');
+  t.match(pkg.scripts.build, /sh scripts\/build-helper\.sh/, 'and npm run build');
+  t.ok(pkg.files.includes('libexec/pmjq-spawn.c') && pkg.files.includes('scripts/build-helper.sh'), 'the package holds its source and the script');
+  const { dir } = scratch(t);
+  const bin = minimalPath(dir, []);
+  const r = spawnSync('/bin/sh', [path.join(ROOT, 'scripts/build-helper.sh')], { encoding: 'utf8', env: { PATH: bin }, timeout: 30_000 });
+  t.equal(r.status, 1, 'exit 1');
+  t.equal(r.stderr, 'pmjq: building libexec/pmjq-spawn needs a C compiler (cc not found): apt-get install gcc libc6-dev, or set CC\n', 'one line: what is missing and how to get it');
+  t.ok(fs.existsSync(path.join(ROOT, 'libexec/pmjq-spawn')), 'the helper built before is left as it was');
 });
