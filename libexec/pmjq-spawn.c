@@ -11,10 +11,11 @@
  *
  * Input (stdin), from the daemon:
  *   LEN\n and LEN bytes: a job to start, its fields separated by NUL bytes:
- *     SOCKET TOKEN LOG OUT CWD UID GID ARGC ARGV... ENVC NAME=VALUE...
+ *     SOCKET TOKEN LOG OUT CWD UID GID GROUPS ARGC ARGV... ENVC NAME=VALUE...
  *     OUT: "log" (stdout and stderr appended to LOG) or "lines" (each to its
  *     own connection to the daemon's socket SOCKET, made here before the
- *     fork, named by a first line "TOKEN FD"); UID and GID "-": stay who we are
+ *     fork, named by a first line "TOKEN FD"); UID, GID and GROUPS (the
+ *     supplementary groups, separated by commas) "-": stay who we are
  *   w TOKEN LEN\n and LEN bytes: for the job's fd 4
  *   r TOKEN\n: the daemon takes another chunk of the job's fd 3
  *   c TOKEN\n: the daemon is done with the job's fd 3 and fd 4
@@ -53,6 +54,9 @@
 #include <unistd.h>
 
 extern char **environ;
+
+/* supplementary groups a job can have: Linux's NGROUPS_MAX */
+#define NGROUPS_MAX_HERE 65536
 
 /* One job, from its start until it is reaped. */
 struct job {
@@ -249,12 +253,28 @@ static int connect_daemon(const char *socket_path, const char *token, int fd)
 	return s;
 }
 
+static int by_gid(const void *a, const void *b)
+{
+	gid_t x = *(const gid_t *)a, y = *(const gid_t *)b;
+	return (x > y) - (x < y);
+}
+
+/* The groups asked for are those we have (the kernel keeps them sorted). */
+static int same_groups(gid_t *want, int n, gid_t *have, int m)
+{
+	if (n != m)
+		return 0;
+	qsort(want, (size_t)n, sizeof *want, by_gid);
+	qsort(have, (size_t)m, sizeof *have, by_gid);
+	return memcmp(want, have, (size_t)n * sizeof *want) == 0;
+}
+
 /*
  * In the child: its own session, descriptors 0-4 and nothing else, its
  * owner's ids, then exec. Any failure is told to the helper as "ERRNO STEP".
  */
 static void child(int why_w, const int conn[5], const char *log, int lines, const char *cwd,
-		  const char *uid, const char *gid, char **argv, char **envp)
+		  const char *uid, const char *gid, const char *groups, char **argv, char **envp)
 {
 	const char *step = "setsid";
 	sigset_t none;
@@ -282,14 +302,25 @@ static void child(int why_w, const int conn[5], const char *log, int lines, cons
 	if (strcmp(uid, "-") != 0) {
 		uid_t u = (uid_t)strtoul(uid, NULL, 10);
 		gid_t g = (gid_t)strtoul(gid, NULL, 10);
-		/* as Node's spawn did: no supplementary groups but the primary */
+		gid_t list[NGROUPS_MAX_HERE], got[NGROUPS_MAX_HERE];
+		int n = 0;
 		step = "setgid";
-		if (setgroups(1, &g) < 0 || setgid(g) < 0)
+		for (char *p = (char *)groups, *end; *p && n < NGROUPS_MAX_HERE; p = end + (*end == ',')) {
+			list[n++] = (gid_t)strtoul(p, &end, 10);
+			if (end == p) {
+				errno = EINVAL;
+				goto fail;
+			}
+		}
+		if (setgroups((size_t)n, list) < 0 || setgid(g) < 0)
 			goto fail;
 		step = "setuid";
 		if (setuid(u) < 0)
 			goto fail;
-		if (getuid() != u || geteuid() != u || getgid() != g || getegid() != g) {
+		/* the owner's, all of them, and no way back */
+		if (getuid() != u || geteuid() != u || getgid() != g || getegid() != g ||
+		    !same_groups(list, n, got, getgroups(NGROUPS_MAX_HERE, got)) ||
+		    (u != 0 && setuid(0) == 0)) {
 			errno = EPERM;
 			goto fail;
 		}
@@ -302,7 +333,7 @@ fail:
 	_exit(127);
 }
 
-/* A request: SOCKET TOKEN LOG OUT CWD UID GID ARGC ARGV... ENVC NAME=VALUE... */
+/* A request: SOCKET TOKEN LOG OUT CWD UID GID GROUPS ARGC ARGV... ENVC NAME=VALUE... */
 static void start(const char *request, size_t len)
 {
 	char *req = xrealloc(NULL, len + 1); /* (its last field ends with it: a NUL after it) */
@@ -317,19 +348,19 @@ static void start(const char *request, size_t len)
 		if (req[i] == 0)
 			f[k++] = req + i + 1;
 	f[nf] = NULL;
-	if (nf < 10) {
+	if (nf < 11) {
 		fputs("pmjq-spawn: a request with too few fields\n", stderr);
 		exit(1);
 	}
-	const char *socket_path = f[0], *token = f[1], *log = f[2], *cwd = f[4], *uid = f[5], *gid = f[6];
+	const char *socket_path = f[0], *token = f[1], *log = f[2], *cwd = f[4], *uid = f[5], *gid = f[6], *groups = f[7];
 	int lines = strcmp(f[3], "lines") == 0;
-	size_t argc = strtoul(f[7], NULL, 10);
-	if (argc < 1 || 8 + argc + 1 > nf) {
+	size_t argc = strtoul(f[8], NULL, 10);
+	if (argc < 1 || 9 + argc + 1 > nf) {
 		fputs("pmjq-spawn: a request with a bad ARGC\n", stderr);
 		exit(1);
 	}
-	char **argv = f + 8;
-	char **envp = f + 8 + argc + 1; /* (after ENVC: the rest, up to the NULL) */
+	char **argv = f + 9;
+	char **envp = f + 9 + argc + 1; /* (after ENVC: the rest, up to the NULL) */
 	int conn[5] = { -1, -1, -1, -1, -1 };
 	int p3[2] = { -1, -1 }, p4[2] = { -1, -1 }, why[2] = { -1, -1 };
 	const char *step = "pipe";
@@ -354,7 +385,7 @@ static void start(const char *request, size_t len)
 	if (pid < 0)
 		goto fail;
 	if (pid == 0)
-		child(why[1], conn, log, lines, cwd, uid, gid, argv, envp);
+		child(why[1], conn, log, lines, cwd, uid, gid, groups, argv, envp);
 	close(why[1]);
 	for (int i = 1; i < 5; i++)
 		if (conn[i] >= 0)

@@ -206,9 +206,6 @@ export class Daemon {
     this.intake.settleMs = o.settleMs ?? (detected.mode === 'poll' ? SHARED_FS_SETTLE_MS : 0);
     this.nfs = detected.fsType === 'nfs';
     this.scanner.pacing(o.pollMs, this.nfs);
-    if (this.asRoot && !this.launcher.setpriv) {
-      this.log.warn('no-setpriv', { error: 'setpriv(1) not found: jobs run as their owner without supplementary groups' });
-    }
     this.log.info('start', {
       node: this.node, version: VERSION, spool: this.layout.spool, archive: o.archive, errors: o.errors,
       watch: this.mode, fs: detected.fsType, poll_ms: o.pollMs, settle_ms: this.intake.settleMs,

@@ -13,7 +13,6 @@ import os from 'node:os';
 import { Readable, Writable } from 'node:stream';
 import { CommandChannel, MAX_UNREAD, type CommandHandler } from './channel.js';
 import type { JobOwner } from './owner.js';
-import { setprivArgs } from './privileges.js';
 import { spawner, type JobPipes } from './spawner.js';
 import type { Logger } from '../util/log.js';
 
@@ -26,12 +25,8 @@ export interface JobSpec {
   cwd: string;
   env: NodeJS.ProcessEnv;
   logPath: string;
-  /**
-   * run as this user (only when pmjq is root): through setpriv, which sets
-   * the supplementary groups too; without setpriv, by the helper's
-   * setgid/setuid (no supplementary groups but the primary)
-   */
-  runAs?: { owner: JobOwner; setpriv: string | null };
+  /** run as this user, its groups included (only when pmjq is root): the helper switches before the exec */
+  runAs?: { owner: JobOwner };
   timeoutMs?: number;
   killGraceMs: number;
   handler: CommandHandler;
@@ -55,8 +50,6 @@ export interface JobEnd {
   reason: EndReason;
   started: Date;
   finished: Date;
-  /** setpriv found the file busy: like a failed start with ETXTBSY */
-  busy: boolean;
   /** its process group still had members when it ended (what it left running, sent SIGTERM) */
   groupLeft: boolean;
 }
@@ -75,7 +68,6 @@ export class JobProcess {
   private pendingKill: Exclude<EndReason, 'exit'> | null = null;
   private timeout: NodeJS.Timeout | null = null;
   private killTimer: NodeJS.Timeout | null = null;
-  private logSizeBefore = 0;
   started = new Date(0);
   /** resolves once the process has exited (with how it ended); only for a job that started */
   readonly exited: Promise<JobEnd>;
@@ -96,14 +88,10 @@ export class JobProcess {
     const s = this.spec;
     return new Promise((resolve) => {
       try {
-        // (setpriv's "Text file busy" is told apart by what it adds to the log)
-        if (s.runAs?.setpriv) this.logSizeBefore = sizeOf(s.logPath);
-        const viaSetpriv = s.runAs?.setpriv ? setprivArgs(s.runAs.setpriv, s.runAs.owner) : [];
-        const [file, ...args] = [...viaSetpriv, s.file, ...s.args];
-        const ids = s.runAs && !s.runAs.setpriv ? { uid: s.runAs.owner.uid, gid: s.runAs.owner.gid } : undefined;
+        const ids = s.runAs ? { uid: s.runAs.owner.uid, gid: s.runAs.owner.gid, groups: s.runAs.owner.groups } : undefined;
         this.started = new Date();
         if (s.onLine) this.outputsOpen = 2;
-        const pipes: JobPipes = spawner.spawn({ file: file!, args, cwd: s.cwd, env: s.env, logPath: s.onLine ? null : s.logPath, ids }, {
+        const pipes: JobPipes = spawner.spawn({ file: s.file, args: s.args, cwd: s.cwd, env: s.env, logPath: s.onLine ? null : s.logPath, ids }, {
           started: (pid) => {
             this.pidValue = pid;
             this.running = true;
@@ -206,10 +194,9 @@ export class JobProcess {
     if (pid !== undefined && groupLeft && signalGroup(pid, unheard ? 'SIGKILL' : 'SIGTERM')) {
       setTimeout(() => { if (signalGroup(pid, 0)) signalGroup(pid, 'SIGKILL'); }, this.spec.killGraceMs).unref();
     }
-    const busy = Boolean(this.spec.runAs?.setpriv) && code === 126 && this.setprivFoundBusy();
     const end = (): void => {
       this.outputsClosed = null;
-      this.resolveExited({ exitCode: code, signal, reason: this.reason, started: this.started, finished, busy, groupLeft });
+      this.resolveExited({ exitCode: code, signal, reason: this.reason, started: this.started, finished, groupLeft });
       this.resolveSettled();
     };
     if (this.outputsOpen === 0 || unheard) { end(); return; }
@@ -218,25 +205,6 @@ export class JobProcess {
     // left running may hold its stdout for ever)
     const wait = setTimeout(end, OUTPUT_DRAIN_MS);
     this.outputsClosed = () => { clearTimeout(wait); end(); };
-  }
-  /** setpriv exits 126 with "Text file busy" when the job file is still open for writing. */
-  private setprivFoundBusy(): boolean {
-    try {
-      const fd = fs.openSync(this.spec.logPath, 'r+');
-      try {
-        const size = fs.fstatSync(fd).size;
-        if (size - this.logSizeBefore > 512) return false;
-        const buf = Buffer.alloc(size - this.logSizeBefore);
-        fs.readSync(fd, buf, 0, buf.length, this.logSizeBefore);
-        if (!buf.toString().includes('Text file busy')) return false;
-        fs.ftruncateSync(fd, this.logSizeBefore);
-        return true;
-      } finally {
-        fs.closeSync(fd);
-      }
-    } catch {
-      return false;
-    }
   }
 }
 
@@ -292,9 +260,6 @@ function signalName(n: number): string {
   return String(n);
 }
 
-function sizeOf(file: string): number {
-  try { return fs.statSync(file).size; } catch { return 0; }
-}
 
 /** Why a job could not start, from the errno and the step the helper gives. */
 function explainStartError(code: string, step: string, s: JobSpec): string {

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { JobProcess, type JobSpec } from './job-process.js';
 import { LIBS } from './libs.js';
 import type { JobOwner } from './owner.js';
-import { findSetpriv, lookupAccount } from './privileges.js';
+import { lookupAccount } from './privileges.js';
 
 /** What every launch of one launcher (a daemon, a `pmjqctl run`) shares. */
 export interface Launcher {
@@ -17,15 +17,13 @@ export interface Launcher {
   node: string;
   /** the launcher is root: a job switches to its owner */
   asRoot: boolean;
-  /** util-linux setpriv(1), to set the supplementary groups too; null: spawn's uid/gid */
-  setpriv: string | null;
   /** --env: variables the operator gives every job */
   env: Record<string, string>;
 }
 
 export function launcher(spool: string, node: string, env: Record<string, string> = {}): Launcher {
   const asRoot = process.getuid?.() === 0;
-  return { spool, node, asRoot, setpriv: asRoot ? findSetpriv() : null, env };
+  return { spool, node, asRoot, env };
 }
 
 /** The parts of a job its environment tells it about. */
@@ -74,7 +72,7 @@ export function jobEnvironment(l: Launcher, owner: JobOwner, job: JobIdentity): 
 
 /** The part of a JobSpec that says who runs it: nothing when it is the launcher's own user (not root, or a root job). */
 export function runAs(l: Launcher, owner: JobOwner): JobSpec['runAs'] {
-  return l.asRoot && owner.uid !== 0 ? { owner, setpriv: l.setpriv } : undefined;
+  return l.asRoot && owner.uid !== 0 ? { owner } : undefined;
 }
 
 export type LaunchSpec = Omit<JobSpec, 'env' | 'runAs'> & { owner: JobOwner; identity: JobIdentity };

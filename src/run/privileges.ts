@@ -1,10 +1,8 @@
-// Who a job runs as, and how the switch is made. As root, a job runs with
-// the uid, gid and supplementary groups of its owner. Node's spawn can set
-// uid and gid but clears the supplementary groups, so the switch is made by
-// util-linux setpriv(1), which calls initgroups() for the user; without
-// setpriv, spawn's uid/gid is the fallback (no supplementary groups).
+// Who a job runs as. As root, a job runs with the uid, gid and
+// supplementary groups of its owner, looked up here (NSS, cached a minute);
+// the job helper (libexec/pmjq-spawn) makes the switch in the job's process,
+// setgroups, setgid and setuid before the exec, and checks it took.
 
-import fs from 'node:fs';
 import { execaSync } from 'execa';
 import type { JobOwner } from './owner.js';
 
@@ -19,18 +17,6 @@ export interface Account {
   groups: number[];
   /** the uid has a passwd entry (otherwise name is the number, home '/') */
   known: boolean;
-}
-
-const SETPRIV_PATHS = ['/usr/bin/setpriv', '/bin/setpriv', '/usr/sbin/setpriv', '/sbin/setpriv'];
-
-export function findSetpriv(): string | null {
-  for (const p of SETPRIV_PATHS) {
-    try {
-      fs.accessSync(p, fs.constants.X_OK);
-      if (fs.statSync(p).isFile()) return p;
-    } catch { /* next */ }
-  }
-  return null;
 }
 
 const cache = new Map<number, { at: number; account: Account }>();
@@ -76,14 +62,3 @@ export function ownerOf(uid: number, fileGid: number): JobOwner {
   return a.known ? { uid, gid: a.gid, groups: a.groups } : { uid, gid: fileGid, groups: [fileGid] };
 }
 
-/** argv prefix that runs the rest as `owner`. */
-export function setprivArgs(setpriv: string, owner: JobOwner): string[] {
-  const known = lookupAccount(owner.uid).known;
-  return [
-    setpriv,
-    `--reuid=${owner.uid}`,
-    `--regid=${owner.gid}`,
-    known ? '--init-groups' : '--clear-groups',
-    '--',
-  ];
-}

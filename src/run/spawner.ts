@@ -36,8 +36,8 @@ export interface SpawnRequest {
   env: NodeJS.ProcessEnv;
   /** stdout and stderr appended to this file; null: both come as connections (`connected`) */
   logPath: string | null;
-  /** switch to these ids (the owner's, when setpriv is not there) */
-  ids?: { uid: number; gid: number };
+  /** switch to these ids before the exec (the owner's, when pmjq is root) */
+  ids?: { uid: number; gid: number; groups: number[] };
 }
 
 /** What the helper tells about one job. */
@@ -115,7 +115,7 @@ export class Spawner {
     const argv = [req.file, ...req.args];
     const fields = [
       req.logPath === null ? this.socketPath() : '', token, req.logPath ?? '', req.logPath === null ? 'lines' : 'log', req.cwd,
-      req.ids ? String(req.ids.uid) : '-', req.ids ? String(req.ids.gid) : '-',
+      req.ids ? String(req.ids.uid) : '-', req.ids ? String(req.ids.gid) : '-', req.ids ? req.ids.groups.join(',') : '-',
       String(argv.length), ...argv, String(env.length), ...env,
     ];
     for (const f of fields) if (f.includes('\0')) throw new Error('a NUL byte in an argument or environment variable');

@@ -190,7 +190,7 @@ export class Starter {
     this.notReady.clear();
   }
 
-  /** Its process exited: a not-ready file (setpriv saw ETXTBSY) waits again; anything else is concluded. */
+  /** Its process exited: concluded. */
   private exited(r: Running, end: JobEnd): void {
     const id = r.job.id;
     // the watchdog stopped it: this node was fenced, and the job may be another node's by now
@@ -198,11 +198,6 @@ export class Starter {
     this.running.delete(id);
     r.ticket.group.running--;
     this.d.load.jobEnded(id);
-    if (end.busy && !stopped) {
-      this.waitReady(r.job, r.ticket);
-      this.d.changed();
-      return;
-    }
     this.notReadyTries.delete(id);
     this.d.exited(r.job, r.ticket, end, stopped);
     // not a scheduling pass now: spawning the next job from inside a child's
