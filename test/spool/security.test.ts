@@ -73,9 +73,12 @@ t.test('a .pmjq replaced while pmjq runs is never trusted: forged retry entries 
   const p = start(t, BIN.pmjq, ['--poll', '100ms', spool]);
   await p.waitLine(/event=start /);
   // the state directory goes away (an operator cleaning up); the attacker
-  // is quicker than pmjq to make it again, with a retry entry saying "owner 0"
+  // is quicker than pmjq to make it again, with a retry entry saying "owner
+  // 0": made beforehand, and put in place at once (were it made in place,
+  // pmjq, polling, could make its own first and the attack would not happen)
+  shAs(A, `umask 022; mkdir -p '${spool}/.forged/retry/0.forged' && printf '#!/bin/sh\\nid -u >> ${markers}/forged\\n' > '${spool}/.forged/retry/0.forged/x' && chmod 755 '${spool}/.forged/retry/0.forged/x' && printf '%s' '{"id":"forged","name":"x","file":"x","group":"default","dir":"","owner":0,"created":"2026-01-01T00:00:00.000Z","claimed":"2026-01-01T00:00:00.000Z","node":"n","attempt":1,"parent":null}' > '${spool}/.forged/retry/0.forged/.job.json'`);
   fs.renameSync(path.join(spool, '.pmjq'), path.join(spool, '.pmjq-old'));
-  shAs(A, `umask 022; mkdir -p '${spool}/.pmjq/retry/0.forged' && printf '#!/bin/sh\\nid -u >> ${markers}/forged\\n' > '${spool}/.pmjq/retry/0.forged/x' && chmod 755 '${spool}/.pmjq/retry/0.forged/x' && printf '%s' '{"id":"forged","name":"x","file":"x","group":"default","dir":"","owner":0,"created":"2026-01-01T00:00:00.000Z","claimed":"2026-01-01T00:00:00.000Z","node":"n","attempt":1,"parent":null}' > '${spool}/.pmjq/retry/0.forged/.job.json'`);
+  fs.renameSync(path.join(spool, '.forged'), path.join(spool, '.pmjq'));
   const line = await p.waitLine(/event=state-untrusted /);
   t.match(line, new RegExp(`\\.pmjq is owned by uid ${A.uid}`), 'the log names the path and its owner');
   // while untrusted nothing is claimed: a user's job waits
