@@ -260,7 +260,6 @@ function signalName(n: number): string {
   return String(n);
 }
 
-
 /** Why a job could not start, from the errno and the step the helper gives. */
 function explainStartError(code: string, step: string, s: JobSpec): string {
   switch (`${step} ${code}`) {

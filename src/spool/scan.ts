@@ -59,6 +59,9 @@ export const IDLE_CAP_MS = 30_000;
 /** ... so that idle groups cost at most this many looks a second, however many there are */
 export const IDLE_LOOKS_PER_S = 0.5;
 
+/** (√5 − 1) / 2: adding it modulo 1 spreads any number of points evenly */
+const GOLDEN = 0.6180339887498949;
+
 /** What a poll() did. */
 export interface Polled {
   /** the top level changed: a job or group dropped there, or a doorbell (pmjqctl) */
@@ -74,6 +77,8 @@ export class Scanner {
   private readonly retryEntries = new Map<string, Candidate>();
   /** passes so far: each stamps the entries it lists */
   private scans = 0;
+  /** where in the idle cap the last directory settled was first looked at (a fraction of it) */
+  private spread = 0;
   /** a yielding scan is under way: no other scan may interleave with it (its sweep would drop their stamps) */
   private scanning = false;
   /** poll(): the top level is looked at every poll, each group at its own pace */
@@ -204,12 +209,20 @@ export class Scanner {
     p.next = now + p.every * (p.every === cap ? 0.8 + 0.4 * Math.random() : 1) - this.pollMs / 2;
   }
 
-  /** A directory the full scan has just read: its stamp taken before, idle from now on, first looked at some time within the idle cap. */
+  /**
+   * A directory the full scan has just read: its stamp taken before, idle
+   * from now on, first looked at some time within the idle cap. The first
+   * looks are spread evenly over the cap, however many directories there
+   * are (each the golden ratio of the cap after the one before, modulo the
+   * cap): random ones bunched up, as many as half again the average in some
+   * half-minute.
+   */
   private settled(p: Pace, dir: string): DirLook {
     const look = p.stamp.look(dir, this.openToLook, this.fsNow());
     p.changedAt = -Infinity;
     p.every = this.idleCapMs;
-    p.next = performance.now() + Math.random() * p.every;
+    this.spread = (this.spread + GOLDEN) % 1;
+    p.next = performance.now() + this.spread * p.every;
     return look;
   }
 
