@@ -59,6 +59,9 @@ export const IDLE_CAP_MS = 30_000;
 /** ... so that idle groups cost at most this many looks a second, however many there are */
 export const IDLE_LOOKS_PER_S = 0.5;
 
+/** a yielding scan gives the event loop a turn this often (ms) */
+const YIELD_MS = 1;
+
 /** (√5 − 1) / 2: adding it modulo 1 spreads any number of points evenly */
 const GOLDEN = 0.6180339887498949;
 
@@ -108,19 +111,22 @@ export class Scanner {
   }
 
   /**
-   * The same scan, giving the event loop a turn every few hundred files
-   * looked at: the first scan of a big backlog lstat's every file (seconds
-   * for 100 000 queued jobs) and a signal must not wait for it. Returns false
-   * if `stop()` ended it early.
+   * The same scan, giving the event loop a turn every YIELD_MS: the first
+   * scan of a big backlog lstat's every file (a second or more for 100 000
+   * queued jobs) while the first of them run, and neither a signal nor a
+   * job's end must wait for it (a job's end heard late is a core idle:
+   * turns every 256 files, 2-3 ms, cost a tenth of the jobs run meanwhile).
+   * Returns false if `stop()` ended it early.
    */
   async scanAllYielding(stop: () => boolean): Promise<boolean> {
     this.scanning = true;
     try {
-      let n = 0;
+      let turn = performance.now();
       for (const _ of this.steps()) {
-        if (++n % 256 !== 0) continue;
+        if (performance.now() - turn < YIELD_MS) continue;
         await new Promise((resolve) => setImmediate(resolve));
         if (stop()) return false;
+        turn = performance.now();
       }
       return true;
     } finally {
