@@ -221,11 +221,14 @@ export class Daemon {
     setInterval(prune, 3_600_000).unref();
 
     this.installSignals();
+    // pmjqctl's pause flags before the first scan: jobs start while it goes on
+    this.inbox.read();
     // the first scan looks at every queued file once: it yields to the event
-    // loop, so that a SIGTERM during a long one is acted on at once
+    // loop, so that a SIGTERM or a job's end during a long one is acted on at
+    // once (and the jobs found so far start; a group's settings are read when
+    // the group is first seen)
     if (!(await this.scanner.scanAllYielding(() => this.stopping))) return done;
     this.groupFiles.refresh();
-    this.inbox.read();
     if (!o.once) {
       this.watcher = new Watcher(this.layout.spool, this.mode, o.pollMs, {
         entry: (dir, name) => this.scanner.hint(dir, name),

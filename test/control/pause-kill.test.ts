@@ -99,6 +99,29 @@ t.test('pause/resume: both daemons stop and start claiming; a paused group is he
   void dir;
 });
 
+t.test('paused before it starts, a daemon claims nothing, though jobs start while its first scan of a backlog goes on', async (t) => {
+  const { spool, archive } = scratch(t);
+  t.equal((await ctl(t, ['pause', spool])).code, 0, 'paused');
+  // enough for the first scan to give the event loop turns (it does every millisecond)
+  const N = 3000;
+  for (let i = 0; i < N; i++) fs.writeFileSync(path.join(spool, `j${i}`), '#!/bin/sh\nexit 0\n', { mode: 0o755 });
+  const d = daemon(t, spool, ['-o', archive]);
+  const node = await nodeOf(d);
+  await d.waitLine(/event=barrier-hold barrier="paused default"/, 30_000);
+  // its first scan is over once its heartbeat counts them all
+  const beat = path.join(spool, '.pmjq/nodes', node);
+  await until('the heartbeat to count every job queued (or a job to start)', () => {
+    if (linesMatching(d.stderr(), /event=job-start /).length > 0) return true;
+    try { return (JSON.parse(fs.readFileSync(beat, 'utf8')) as { queued?: number }).queued === N; } catch { return false; }
+  }, 30_000);
+  t.same(linesMatching(d.stderr(), /event=job-start /), [], 'no job started');
+  t.equal(fs.readdirSync(spool).filter((f) => !f.startsWith('.')).length, N, 'every job is still queued');
+  const r = await ctl(t, ['resume', spool]);
+  t.equal(r.code, 0, 'resumed');
+  await d.waitLine(/event=job-start /, 15_000);
+  t.pass('then they run');
+});
+
 t.test('kill a job waiting for its retry: taken at once, recorded killed, its file kept for retry', async (t) => {
   const { spool } = scratch(t);
   const d = daemon(t, spool, ['--retries', '3', '--backoff', '1h']);
