@@ -338,7 +338,8 @@ export class Daemon {
   /** --once: exit when nothing is queued, running or waiting. */
   private checkDrained(): void {
     if (!(this.opts.once || this.opts.untilIdle) || this.stopping) return;
-    if (!this.protocol.idle) return;
+    // the jobs found so far may all have run while the first scan goes on: not drained yet
+    if (this.scanner.inProgress || !this.protocol.idle) return;
     const { intake } = this;
     if (this.starter.running.size > 0 || this.starter.notReadyCount > 0 || intake.unsteadyCount > 0 || intake.delayedCount > 0) return;
     if (this.groups.all().some((g) => g.peek() !== undefined)) return;

@@ -104,6 +104,9 @@ export class Scanner {
     private readonly serves: (group: string) => boolean = () => true,
   ) {}
 
+  /** A yielding scan (the first, of a backlog perhaps) is not over: more jobs may be found. */
+  get inProgress(): boolean { return this.scanning; }
+
   /** Rescan everything: top level, every group, the retry area. */
   scanAll(): void {
     if (this.scanning) return; // a yielding scan is under way and covers it

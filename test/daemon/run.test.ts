@@ -251,6 +251,21 @@ t.test('--once exits 0 when every job succeeds and 1 when one fails', async (t) 
   t.match(r1.stderr, /level=warn event=job-end .*status=failed exit=3/, 'the failure is logged as a warning');
 });
 
+t.test('--once drains the whole spool though the jobs found first end while its first scan goes on', async (t) => {
+  const { spool, archive } = scratch(t);
+  // each group: one job among 4 000 names that are not jobs (not executable), the scan's slow part
+  dropJob(spool, 'top', '#!/bin/sh\nexit 0\n');
+  for (let g = 0; g < 4; g++) {
+    const dir = path.join(spool, `g${g}`);
+    fs.mkdirSync(dir);
+    for (let i = 0; i < 4000; i++) fs.writeFileSync(path.join(dir, `n${i}`), '');
+    dropJob(dir, `job${g}`, '#!/bin/sh\nexit 0\n');
+  }
+  const r = await run(t, BIN.pmjq, [...ROOT_ARGS, '--once', '-o', archive, spool], { timeoutMs: 60_000 });
+  t.equal(r.code, 0, 'exit 0');
+  t.same(archivedRaw(archive).map((e) => e.name.toString()).sort(), ['job0', 'job1', 'job2', 'job3', 'top'], 'every job ran before it exited');
+});
+
 t.test('-e DIR: failed jobs go there, successful ones to the archive', async (t) => {
   const { dir, spool, archive } = scratch(t);
   const errors = path.join(dir, 'errors');
