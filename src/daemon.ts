@@ -221,12 +221,11 @@ export class Daemon {
     setInterval(prune, 3_600_000).unref();
 
     this.installSignals();
-    // pmjqctl's pause flags before the first scan: jobs start while it goes on
+    // pmjqctl's pause flags, before anything can be claimed
     this.inbox.read();
-    // the first scan looks at every queued file once: it yields to the event
-    // loop, so that a SIGTERM or a job's end during a long one is acted on at
-    // once (and the jobs found so far start; a group's settings are read when
-    // the group is first seen)
+    // the first scan looks at every queued file once (its mtime: the oldest
+    // starts first), and only then is any claimed (pump); it yields to the
+    // event loop, so that a SIGTERM during a long one is acted on at once
     if (!(await this.scanner.scanAllYielding(() => this.stopping))) return done;
     this.groupFiles.refresh();
     if (!o.once) {
@@ -306,6 +305,8 @@ export class Daemon {
     const untrusted = this.stateCheck.untrusted;
     if (untrusted !== null && this.groups.queued() > 0) this.holds.hold('state', `.pmjq untrusted: ${untrusted}`, this.groups.queued());
     if (this.stopping || this.pumping || fenced || untrusted !== null) return;
+    // nothing is claimed before the first scan has seen every queued job: the oldest goes first
+    if (this.scanner.inProgress) return;
     const running = this.starter.running;
     this.pumping = true;
     try {
@@ -338,7 +339,7 @@ export class Daemon {
   /** --once: exit when nothing is queued, running or waiting. */
   private checkDrained(): void {
     if (!(this.opts.once || this.opts.untilIdle) || this.stopping) return;
-    // the jobs found so far may all have run while the first scan goes on: not drained yet
+    // (the first scan is not over: there may be jobs it has not seen yet)
     if (this.scanner.inProgress || !this.protocol.idle) return;
     const { intake } = this;
     if (this.starter.running.size > 0 || this.starter.notReadyCount > 0 || intake.unsteadyCount > 0 || intake.delayedCount > 0) return;

@@ -116,10 +116,8 @@ export class Scanner {
   /**
    * The same scan, giving the event loop a turn every YIELD_MS: the first
    * scan of a big backlog lstat's every file (a second or more for 100 000
-   * queued jobs) while the first of them run, and neither a signal nor a
-   * job's end must wait for it (a job's end heard late is a core idle:
-   * turns every 256 files, 2-3 ms, cost a tenth of the jobs run meanwhile).
-   * Returns false if `stop()` ended it early.
+   * queued jobs), and a signal must not wait for it. Returns false if
+   * `stop()` ended it early.
    */
   async scanAllYielding(stop: () => boolean): Promise<boolean> {
     this.scanning = true;

@@ -99,10 +99,10 @@ t.test('pause/resume: both daemons stop and start claiming; a paused group is he
   void dir;
 });
 
-t.test('paused before it starts, a daemon claims nothing, though jobs start while its first scan of a backlog goes on', async (t) => {
+t.test('paused before it starts, a daemon claims nothing of a backlog', async (t) => {
   const { spool, archive } = scratch(t);
   t.equal((await ctl(t, ['pause', spool])).code, 0, 'paused');
-  // enough for the first scan to give the event loop turns (it does every millisecond)
+  // enough for the first scan to give the event loop turns (it does every millisecond): nothing is claimed before it is over
   const N = 3000;
   for (let i = 0; i < N; i++) fs.writeFileSync(path.join(spool, `j${i}`), '#!/bin/sh\nexit 0\n', { mode: 0o755 });
   const d = daemon(t, spool, ['-o', archive]);
