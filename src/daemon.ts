@@ -302,6 +302,8 @@ export class Daemon {
     // timers run late while jobs keep ending: a busy node beats from here
     this.fencing.beatIfDue();
     const fenced = this.fencing.fenced;
+    // what is queued may come from .pmjq (its retry area): it is looked at (one lstat) right before claiming
+    if (this.groups.queued() > 0) this.stateCheck.check();
     const untrusted = this.stateCheck.untrusted;
     if (untrusted !== null && this.groups.queued() > 0) this.holds.hold('state', `.pmjq untrusted: ${untrusted}`, this.groups.queued());
     if (this.stopping || this.pumping || fenced || untrusted !== null) return;
