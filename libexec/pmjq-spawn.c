@@ -19,7 +19,8 @@
  *   w TOKEN LEN\n and LEN bytes: for the job's fd 4
  *   r TOKEN\n: the daemon takes another chunk of the job's fd 3
  *   c TOKEN\n: the daemon is done with the job's fd 3 and fd 4
- * Output (stdout), after a first line "ready":
+ * Output (stdout), after a first line "ready VERSION" (PROTOCOL below: the
+ * daemon refuses a helper built from another version of this file):
  *   started TOKEN PID | failed TOKEN ERRNO STEP | exit TOKEN WAITSTATUS GROUP
  *     GROUP: 1 if the job's process group still has members once it is
  *     reaped (what it left running), 0 if not: an empty group is gone for
@@ -54,6 +55,9 @@
 #include <unistd.h>
 
 extern char **environ;
+
+/* what the requests and reports below are: spawner.ts HELPER_PROTOCOL, raised with any change to them */
+#define PROTOCOL 2
 
 /* supplementary groups a job can have: Linux's NGROUPS_MAX */
 #define NGROUPS_MAX_HERE 65536
@@ -521,7 +525,7 @@ int main(int argc, char **argv)
 		}
 	devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
 
-	report("ready");
+	report("ready %d", PROTOCOL);
 	char *in = NULL;
 	size_t in_len = 0, in_cap = 0;
 	struct pollfd *pfd = NULL;

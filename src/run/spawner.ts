@@ -26,6 +26,8 @@ import { fileURLToPath } from 'node:url';
 import { MAX_UNREAD } from './channel.js';
 
 const HELPER = fileURLToPath(new URL('../../libexec/pmjq-spawn', import.meta.url));
+/** what the helper says after "ready": its requests and reports are these (libexec/pmjq-spawn.c PROTOCOL) */
+const HELPER_PROTOCOL = '2';
 /** the first line of a connection: "TOKEN FD\n", well under this */
 const MAX_FIRST_LINE = 128;
 
@@ -217,6 +219,11 @@ export class Spawner {
       }
       buf = buf.subarray(nl + 1);
       if (what === 'ready') {
+        if (token !== HELPER_PROTOCOL) {
+          this.helper?.kill();
+          this.helperGone(`the job helper ${HELPER} is out of date (protocol ${token ?? 'none'}, this pmjq's is ${HELPER_PROTOCOL}): build it with npm run build`);
+          return;
+        }
         for (const w of this.readyWaiters.splice(0)) w.resolve();
         continue;
       }

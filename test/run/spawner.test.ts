@@ -1,7 +1,7 @@
 // The job helper (pmjq(1) THE JOB PROCESS): jobs are forked and exec'd by
 // libexec/pmjq-spawn. A job is its child with exactly fds 0-4, 3 and 4 being
-// two pipes of the helper's; without the helper (not built) pmjq refuses to
-// start, saying so, and leaves the queue alone; a helper that dies takes nothing with it: its
+// two pipes of the helper's; without the helper (not built, or built from
+// another version) pmjq refuses to start, saying so, and leaves the queue alone; a helper that dies takes nothing with it: its
 // running job is stopped and runs again, and the next jobs run through a new
 // helper. The socket that chaqum's line-by-line output comes through is
 // made anew when removed, and one left by a killed manager is cleaned up.
@@ -42,20 +42,26 @@ exec ls -l /proc/self/fd
   t.same(fs.readdirSync(tmp), [], 'no socket made for jobs whose output goes to their log');
 });
 
-t.test('without the helper, pmjq says so at start and leaves the queue as it was', async (t) => {
+// not built (/dev/null bound over it), or built from another version of its source (the one of the last session said "ready" alone)
+for (const c of [
+  { what: 'without the helper', old: null, says: /cannot run the job helper \S*libexec\/pmjq-spawn: .*; build it with npm run build \(needs a C compiler/ },
+  { what: 'with a helper out of date', old: '#!/bin/sh\necho ready\nexec cat > /dev/null\n', says: /the job helper \S*libexec\/pmjq-spawn is out of date \(protocol none, this pmjq's is \d+\): build it with npm run build/ },
+]) t.test(`${c.what}, pmjq says so at start and leaves the queue as it was`, async (t) => {
   const { dir, spool, archive } = scratch(t);
   dropJob(spool, 'waiting', '#!/bin/sh\nexit 0\n');
-  // a mount namespace where the helper is not executable (/dev/null bound over it)
-  const wrapper = path.join(dir, 'no-helper.mjs');
+  // a mount namespace where the helper's path is that file instead
+  const stand = c.old === null ? '/dev/null' : path.join(dir, 'old-helper');
+  if (c.old !== null) fs.writeFileSync(stand, c.old, { mode: 0o755 });
+  const wrapper = path.join(dir, 'wrapper.mjs');
   fs.writeFileSync(wrapper, `import { spawnSync } from 'node:child_process';
-const r = spawnSync('unshare', ['-m', 'sh', '-c', 'mount --bind /dev/null "${HELPER}" && exec "$0" "$@"', process.execPath, ...process.argv.slice(2)], { stdio: 'inherit' });
+const r = spawnSync('unshare', ['-m', 'sh', '-c', 'mount --bind "${stand}" "${HELPER}" && exec "$0" "$@"', process.execPath, ...process.argv.slice(2)], { stdio: 'inherit' });
 process.exit(r.status ?? 1);
 `);
   const r = await run(t, wrapper, [BIN.pmjq, ...ROOT_ARGS, '--once', '-o', archive, spool]);
   t.equal(r.code, 1, 'exit 1');
   const lines = r.stderr.trim().split('\n').filter((l) => !/event=start /.test(l));
   t.equal(lines.length, 1, `one line:\n${r.stderr}`);
-  t.match(lines[0], /cannot run the job helper \S*libexec\/pmjq-spawn: .*; build it with npm run build \(needs a C compiler/, 'it names the helper and how to build it');
+  t.match(lines[0], c.says, 'it names the helper and how to build it');
   t.ok(fs.existsSync(path.join(spool, 'waiting')), 'the job is still queued');
   t.same(archived(archive), [], 'nothing was run or archived');
 });
