@@ -79,16 +79,21 @@ static size_t njobs, jobs_cap;
 static size_t max_unread;
 static int devnull;
 
-/* realloc, or exit saying so; (NULL, 0): just say so */
+/* realloc, or exit saying so */
 static void *xrealloc(void *p, size_t n)
 {
-	if (n)
-		p = realloc(p, n);
-	if (!n || !p) {
+	p = realloc(p, n ? n : 1);
+	if (!p) {
 		fputs("pmjq-spawn: out of memory\n", stderr);
 		exit(1);
 	}
 	return p;
+}
+
+static char *xstrdup(const char *s)
+{
+	size_t n = strlen(s) + 1;
+	return memcpy(xrealloc(NULL, n), s, n);
 }
 
 /* All of it, however many writes it takes: the daemon reads everything we say. */
@@ -395,11 +400,9 @@ static void start(const char *request, size_t len)
 		if (conn[i] >= 0)
 			close(conn[i]);
 	struct job *j = xrealloc(NULL, sizeof *j);
-	*j = (struct job){ .pid = pid, .token = strdup(token), .why_r = why[0], .r3 = p3[0], .w4 = p4[1],
+	*j = (struct job){ .pid = pid, .token = xstrdup(token), .why_r = why[0], .r3 = p3[0], .w4 = p4[1],
 			   /* the first chunk of fd 3 is the daemon's unasked: a job that never writes a command costs no message */
 			   .credit = 1 };
-	if (!j->token)
-		xrealloc(NULL, 0); /* (says so and exits) */
 	if (njobs == jobs_cap)
 		jobs = xrealloc(jobs, (jobs_cap = jobs_cap ? 2 * jobs_cap : 16) * sizeof *jobs);
 	jobs[njobs++] = j;
