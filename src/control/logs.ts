@@ -8,7 +8,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { LOG_FILE, type Layout } from '../spool/layout.js';
-import type { JobRecord } from '../spool/record.js';
+import { recordPath, type JobRecord } from '../spool/record.js';
 import { CtlError, q } from './errors.js';
 import { describe, locate } from './find.js';
 import { paint, type Style } from './format.js';
@@ -85,7 +85,7 @@ export class LevelRenderer {
 const CHUNK = 256 * 1024;
 
 /** Append what `file` holds beyond `offset`; returns the new offset (unchanged when the file is missing). */
-export async function readFrom(file: string, offset: number, r: LevelRenderer): Promise<number> {
+export async function readFrom(file: string | Buffer, offset: number, r: LevelRenderer): Promise<number> {
   let fd: number;
   try { fd = fs.openSync(file, 'r'); } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return offset;
@@ -129,9 +129,9 @@ export async function logs(layout: Layout, id: string, o: LogsOptions): Promise<
     case 'rejected':
       throw new CtlError(`job ${q(id)} in ${q(layout.spool)} was ${describe(where)}: it never ran and has no output`);
     case 'finished': {
-      const log = where.record.log;
-      if (log === null || log === undefined) throw new CtlError(`job ${q(id)} in ${q(layout.spool)} has no log (${describe(where)}; it wrote nothing or never started)`);
-      if (!fs.existsSync(log)) throw new CtlError(`the log of job ${q(id)}, ${q(log)}, no longer exists (removed by the --keep retention, or by hand)`);
+      const log = recordPath(where.record, 'log');
+      if (log === null) throw new CtlError(`job ${q(id)} in ${q(layout.spool)} has no log (${describe(where)}; it wrote nothing or never started)`);
+      if (!fs.existsSync(log)) throw new CtlError(`the log of job ${q(id)}, ${q(where.record.log!)}, no longer exists (removed by the --keep retention, or by hand)`);
       await readFrom(log, 0, r);
       await r.end();
       return { state: where.record.status, record: where.record };
@@ -154,7 +154,8 @@ export async function logs(layout: Layout, id: string, o: LogsOptions): Promise<
         if (fs.existsSync(where.dir)) continue;
         // it ended (or was put back for a retry): the rest is where its record says
         const rec = await recordOfAttempt(layout, id, attempt, o.stop);
-        if (rec?.log) offset = await readFrom(rec.log, offset, r);
+        const log = rec && recordPath(rec, 'log');
+        if (log) offset = await readFrom(log, offset, r);
         await r.end();
         return { state: rec?.status ?? 'ended', record: rec };
       }

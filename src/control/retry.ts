@@ -15,7 +15,7 @@ import path from 'node:path';
 import { DEFAULT_GROUP, META_FILE, hostName, type Layout } from '../spool/layout.js';
 import type { JobMeta } from '../spool/meta.js';
 import * as names from '../spool/names.js';
-import type { JobRecord } from '../spool/record.js';
+import { recordPath, type JobRecord } from '../spool/record.js';
 import { errText, isErrno, moveNoReplace, removeTree } from '../util/fsx.js';
 import { CtlError, q } from './errors.js';
 import { describe, locate } from './find.js';
@@ -52,11 +52,11 @@ export function retryJob(layout: Layout, id: string, o: RetryOptions = {}): Retr
   if (where.state !== 'finished') throw new CtlError(`job ${q(id)} in ${q(layout.spool)} has not failed: it is ${describe(where)}`);
   const rec = where.record;
   if (!isFailed(rec, layout)) throw new CtlError(`job ${q(id)} in ${q(layout.spool)} has not failed: it is ${describe(where)}`);
-  const from = rec.archive;
-  if (from === null || from === undefined) {
+  const from = recordPath(rec, 'archive');
+  if (from === null) {
     throw new CtlError(`job ${q(id)} failed but its file was not kept (pmjq ran without -o/-e, which removes job files, or it was a sub-job): submit it again`);
   }
-  if (!fs.existsSync(from)) throw new CtlError(`the file of job ${q(id)} is no longer at ${q(from)} (moved or removed)`);
+  if (!fs.existsSync(from)) throw new CtlError(`the file of job ${q(id)} is no longer at ${q(rec.archive!)} (moved or removed)`);
 
   const attempt = o.reset ? 1 : rec.attempt + 1;
   const file = claimedFileName(rec);
@@ -89,8 +89,8 @@ export function retryJob(layout: Layout, id: string, o: RetryOptions = {}): Retr
     try {
       moveNoReplace(from, names.join(tmp, file));
     } catch (err) {
-      if (isErrno(err, 'ENOENT')) throw new CtlError(`the file of job ${q(id)} left ${q(from)} just now (retried by someone else?)`);
-      throw new CtlError(`cannot move ${q(from)} into ${q(layout.retry)}: ${errText(err)}`);
+      if (isErrno(err, 'ENOENT')) throw new CtlError(`the file of job ${q(id)} left ${q(rec.archive!)} just now (retried by someone else?)`);
+      throw new CtlError(`cannot move ${q(rec.archive!)} into ${q(layout.retry)}: ${errText(err)}`);
     }
     // a kill request left from before must not hit the new attempt
     cancelKill(layout, id);

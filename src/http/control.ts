@@ -20,7 +20,7 @@ import { checkStillThere, openGroupDir, submit, type Submitted } from '../contro
 import { DEFAULT_GROUP, LOG_FILE, Layout } from '../spool/layout.js';
 import type { JobMeta } from '../spool/meta.js';
 import * as names from '../spool/names.js';
-import type { JobRecord } from '../spool/record.js';
+import { recordPath, type JobRecord } from '../spool/record.js';
 import { moveNoReplace } from '../util/fsx.js';
 import type { SubmitUser } from './auth.js';
 import { ringDoorbell } from '../spool/doorbell.js';
@@ -112,7 +112,7 @@ function http<T>(fn: () => T): T {
 }
 
 /** The last `bytes` of a log, starting at a line when cut. */
-export function tail(file: string, bytes: number): LogTail | null {
+export function tail(file: string | Buffer, bytes: number): LogTail | null {
   let fd: number;
   try { fd = fs.openSync(file, 'r'); } catch { return null; }
   try {
@@ -125,7 +125,7 @@ export function tail(file: string, bytes: number): LogTail | null {
       const nl = data.indexOf(0x0a);
       if (nl >= 0 && nl < data.length - 1) { data = data.subarray(nl + 1); offset += nl + 1; }
     }
-    return { path: file, size, offset, truncated: offset > 0, text: data.toString('utf8') };
+    return { path: file.toString(), size, offset, truncated: offset > 0, text: data.toString('utf8') };
   } finally {
     fs.closeSync(fd);
   }
@@ -161,7 +161,7 @@ export class SpoolControl implements Control {
   job(id: string, tailBytes: number): JobDetail {
     const l: Located | null = locate(this.layout, id);
     if (!l) throw new ApiError(404, 'not-found', `no job '${id}' in ${this.layout.spool} (not running, not waiting for a retry, not rejected, not in the history)`);
-    const read = (file: string | null | undefined): LogTail | null => (file ? tail(file, tailBytes) : null);
+    const read = (file: string | Buffer | null | undefined): LogTail | null => (file ? tail(file, tailBytes) : null);
     switch (l.state) {
       case 'running':
         return { id, state: 'running', node: l.node, meta: l.meta, record: null, log: read(l.log) };
@@ -172,7 +172,7 @@ export class SpoolControl implements Control {
       case 'finished':
         return {
           id, state: isFailed(l.record, this.layout) ? 'failed' : 'done', node: l.record.node, meta: null,
-          record: l.record, log: read(l.record.log),
+          record: l.record, log: read(recordPath(l.record, 'log')),
         };
     }
   }

@@ -12,7 +12,7 @@ import { ringDoorbell } from './doorbell.js';
 import { LOG_FILE, META_FILE, REJECT_FILE, groupOf, hostName, stamp, type Layout } from './layout.js';
 import { nameBytes, nameFields, type JobMeta } from './meta.js';
 import * as names from './names.js';
-import type { JobRecord, JobStatus } from './record.js';
+import { setRecordPath, type JobRecord, type JobStatus } from './record.js';
 import { exists, isErrno, linkNoReplace, moveNoReplace, removeTree, writeFileAtomic, type PathLike } from '../util/fsx.js';
 
 const NAME_MAX = 255;
@@ -65,13 +65,13 @@ export class Finisher {
       let movedLog: Buffer | null = null;
       let wroteJson: Buffer | null = null;
       try {
-        record.archive = base === null ? null : names.display(base);
+        setRecordPath(record, 'archive', base);
         const logDst = base === null ? this.freeArchiveName(dest, meta, outcome.finished, '.log') : Buffer.concat([base, Buffer.from('.log')]);
         try {
           // a flat job's log stays until its file is gone: its name holds the job's id
           if (job.dir === null) linkNoReplace(logSrc, logDst); else moveNoReplace(logSrc, logDst);
           movedLog = logDst;
-          record.log = names.display(logDst);
+          setRecordPath(record, 'log', logDst);
         } catch (err) {
           if (!isErrno(err, 'ENOENT')) throw err; // no log: it never started
         }
@@ -255,7 +255,7 @@ export class Finisher {
     };
     fs.mkdirSync(target);
     const dst = names.join(target, name);
-    record.archive = names.display(dst);
+    setRecordPath(record, 'archive', dst);
     record.log = null;
     try {
       fs.writeFileSync(path.join(target, REJECT_FILE), JSON.stringify(record, null, 2) + '\n');

@@ -79,3 +79,26 @@ t.test('--reset starts again from attempt 1; --json; several ids; a job whose fi
   t.match(n.stderr, /failed but its file was not kept \(pmjq ran without -o\/-e/, 'says why');
   void dir;
 });
+
+t.test('a job whose name is not UTF-8: logs and retry find its archived file and log by their exact bytes', async (t) => {
+  const { dir, spool, archive } = scratch(t);
+  const d = daemon(t, spool, ['-o', archive]);
+  await nodeOf(d);
+  const name = Buffer.from('caf\xe9 flaky', 'latin1');
+  dropJob(spool, name, flaky(path.join(dir, 'marker')));
+  const [f] = await until('the job to fail', async () => { const j = await jobs(t, spool, '--state', 'failed'); return j.length ? j : null; });
+  t.equal(f!.name_b64, name.toString('base64'), 'ls: its exact name, base64');
+  const rec = recordsOf(spool, f!.id!)[0]!;
+  const entry = fs.readdirSync(archive, { encoding: 'buffer' }).find((b) => b.subarray(b.length - name.length).equals(name))!;
+  t.equal(rec.archive_b64, Buffer.concat([Buffer.from(`${archive}/`), entry]).toString('base64'), 'the record carries the exact bytes of the archived file\'s path');
+  t.equal(rec.log_b64, Buffer.concat([Buffer.from(`${archive}/`), entry, Buffer.from('.log')]).toString('base64'), 'and of its log');
+  const l1 = await ctl(t, ['logs', spool, f!.id!]);
+  t.equal(l1.code, 0, `logs exits 0 ${l1.stderr}`);
+  t.equal(l1.stdout, 'attempt 1\n', 'its output');
+  const r = await ctl(t, ['retry', spool, f!.id!]);
+  t.equal(r.code, 0, `retry exits 0 ${r.stderr}`);
+  const done = await until('the retried job to succeed', async () => { const j = await jobs(t, spool, '--state', 'done'); return j.length ? j : null; });
+  t.match(done[0], { id: f!.id, attempt: 2, exit_code: 0, name_b64: name.toString('base64') }, 'the same id and name, attempt 2, done');
+  const l2 = await ctl(t, ['logs', spool, f!.id!]);
+  t.equal(l2.stdout, 'attempt 2\n', 'logs: the new attempt\'s output');
+});

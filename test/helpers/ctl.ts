@@ -25,7 +25,7 @@ export async function ctlJson<T = Record<string, unknown>>(t: TestLike, args: st
 }
 
 export interface Job {
-  state: string; id: string | null; name: string; group: string; node: string | null; attempt: number | null;
+  state: string; id: string | null; name: string; name_b64?: string; group: string; node: string | null; attempt: number | null;
   status: string | null; exit_code: number | null; signal: string | null; created: string | null; since: string | null;
   age_ms: number | null; duration_ms: number | null; eta_ms: number | null; info: string | null; path: string | null; log: string | null;
 }
