@@ -8,7 +8,7 @@ import { findInArea } from '../spool/claimed.js';
 import { REJECT_FILE, type Layout } from '../spool/layout.js';
 import { readMeta, type JobMeta } from '../spool/meta.js';
 import type { JobRecord } from '../spool/record.js';
-import { readHistory } from './history.js';
+import { readHistory, recordsOf } from './history.js';
 import { parseRetryEntry } from './state.js';
 
 export type Located =
@@ -50,7 +50,14 @@ export function latestRecord(layout: Layout, id: string): JobRecord | null {
 /** Where job `id` is now; null when the spool has never heard of it. */
 export function locate(layout: Layout, id: string, withHistory = true): Located | null {
   const run = findRunning(layout, id);
-  if (run) return { state: 'running', id, ...run };
+  if (run) {
+    // A job that just ended has its log moved into the archive and its record
+    // written before its claimed entry goes: with the log gone, that record
+    // (once written) says where it is.
+    if (!withHistory || fs.existsSync(run.log)) return { state: 'running', id, ...run };
+    const ended = recordsOf(layout, id).filter((r) => r.attempt === run.meta?.attempt).pop();
+    return ended ? { state: 'finished', id, record: ended } : { state: 'running', id, ...run };
+  }
   const retry = findRetrying(layout, id);
   if (retry) return { state: 'retrying', id, ...retry, meta: tryMeta(retry.dir) };
   const rej = path.join(layout.rejected, id);

@@ -5,8 +5,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
-import { BIN, dropJob, scratch, start, waitFor } from '../helpers/helpers.js';
-import { ctl, daemon, jobs, until } from '../helpers/ctl.js';
+import { BIN, IS_ROOT, dropJob, scratch, signalAtSyscall, start, waitFor } from '../helpers/helpers.js';
+import { ctl, daemon, gatedJob, jobs, recordsOf, until } from '../helpers/ctl.js';
 
 const US = '\x1f';
 
@@ -70,4 +70,42 @@ t.test('logs without an archive (.pmjq/done), of a job waiting for a retry, and 
   t.equal(unknown.stderr, `pmjqctl: logs: no job 'no.such.job' in '${spool}' (not running, not waiting for a retry, not in the history)\n`, 'one line naming the id and the spool');
   const bad = await ctl(t, ['logs', spool, '../etc']);
   t.equal(bad.code, 2, 'an id with a slash: usage error');
+});
+
+// The archive step of a job in the directory form moves its log into the
+// archive and writes its record and history line before it removes the
+// claimed directory. A daemon frozen (SIGSTOP at the exact unlink, strace)
+// in between: the job still has a claimed directory, without its log.
+// pmjqctl logs (and the API's job view, by the same lookup) go by its record.
+t.test('a job caught between its history line and the removal of its claimed directory: logs reads it from the archive', async (t) => {
+  if (!IS_ROOT) throw new Error('this test attaches strace to a daemon running as root: run it as root');
+  const { dir, spool, archive } = scratch(t);
+  const gate = path.join(dir, 'gate');
+  const started = path.join(dir, 'started');
+  const d = daemon(t, spool, ['-o', archive]);
+  await d.waitLine(/event=start /, 20_000);
+  // a name that is not UTF-8 takes the directory form: its log is moved, not linked
+  dropJob(spool, Buffer.from('caught\xff', 'latin1'), gatedJob(started, gate));
+  const id = await waitFor('the job to start', () => fs.existsSync(started) && fs.readFileSync(started, 'utf8').trim(), 15_000);
+  const pid = d.child.pid!;
+  // from here the daemon's unlinks are the claimed log's (1), the record's staging name's (2), the claimed job file's (3)
+  const detach = await signalAtSyscall(t, pid, 'unlink', 3, 'STOP');
+  t.teardown(() => { try { process.kill(pid, 'SIGCONT'); } catch { /* gone */ } });
+  fs.writeFileSync(gate, '');
+  // the history line is the last write before that unlink: once it is there, the daemon is (or is about to be) frozen
+  await waitFor('its history line', () => recordsOf(spool, id).length === 1, 20_000);
+  const claimed = path.join(spool, '.pmjq/claimed', fs.readdirSync(path.join(spool, '.pmjq/claimed'))[0]!, id);
+  t.ok(fs.existsSync(claimed), 'its claimed directory is still there');
+  t.notOk(fs.existsSync(path.join(claimed, '.log')), 'without its log');
+  t.match(recordsOf(spool, id), [{ status: 'done' }], 'and its history line is written');
+
+  const l = await ctl(t, ['logs', spool, id]);
+  t.equal(l.code, 0, `logs exits 0 ${l.stderr}`);
+  t.equal(l.stdout, 'started\nafter the gate\n', 'and prints its whole output, from the archive');
+
+  detach();
+  process.kill(pid, 'SIGCONT');
+  await waitFor('the claimed directory removed', () => !fs.existsSync(claimed), 20_000);
+  d.kill();
+  t.equal(await d.exited, 0, 'the daemon, let go, finishes the step and exits 0');
 });

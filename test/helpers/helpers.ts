@@ -121,6 +121,26 @@ export async function run(t: TestLike, bin: string, args: string[], opts: { env?
   return { code, stdout: p.stdout(), stderr: p.stderr() };
 }
 
+/**
+ * Attach strace to a running process so that the `nth` call of `syscall`
+ * (counted from the moment strace attaches, on any of its threads) is met
+ * on entry by `signal`: a kill -9, or a SIGSTOP that freezes it at an exact
+ * point, with the real binary. Resolves once strace has attached; strace is
+ * killed at teardown (or by the returned function), which detaches it.
+ */
+export async function signalAtSyscall(t: TestLike, pid: number, syscall: string, nth: number, signal: 'KILL' | 'STOP'): Promise<() => void> {
+  const st = spawn('strace', ['-p', String(pid), '-o', '/dev/null', '-e', `trace=${syscall}`, '-e', `inject=${syscall}:signal=${signal}:when=${nth}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const detach = (): void => { try { st.kill('SIGKILL'); } catch { /* gone */ } };
+  t.teardown(detach);
+  let err = '';
+  await new Promise<void>((resolve, reject) => {
+    st.stderr!.on('data', (d: Buffer) => { err += d.toString(); if (/attached/.test(err)) resolve(); });
+    st.on('error', reject);
+    st.on('exit', (code) => reject(new Error(`strace exited ${code} before attaching: ${err.trim()}`)));
+  });
+  return detach;
+}
+
 /** Wait until fn() returns a truthy value (checked on fs events of dir and every 20 ms), bounded. */
 export async function waitFor<T>(what: string, fn: () => T | undefined | null | false, timeoutMs = 10_000): Promise<T> {
   const end = Date.now() + timeoutMs;

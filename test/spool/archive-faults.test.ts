@@ -12,11 +12,10 @@
 //
 // Needs root (mount, ptrace) and strace; fails, never skips, without them.
 
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import t, { type Test } from 'tap';
-import { BIN, IS_ROOT, ROOT_ARGS, claimedJobs, history, readJson, scratch, start, waitFor, waitLines, type Proc } from '../helpers/helpers.js';
+import t from 'tap';
+import { BIN, IS_ROOT, ROOT_ARGS, claimedJobs, history, readJson, scratch, signalAtSyscall, start, waitFor, waitLines, type Proc } from '../helpers/helpers.js';
 import { Ledger, eventLines, field, tmpfs } from '../helpers/invariants.js';
 
 if (!IS_ROOT) throw new Error('the archive fault tests mount tmpfs filesystems: run them as root');
@@ -195,22 +194,6 @@ t.test('stopped while the archive is full: the jobs stay claimed; the next pmjq 
   l.check(t, true);
 });
 
-/**
- * Attach strace to a running daemon so that the kernel-level `nth` call of
- * `syscall` kills it with SIGKILL on entry: a kill -9 at an exact point of the
- * archive step, with the real binary. Resolves once strace has attached.
- */
-async function killAtSyscall(t: Test, pid: number, syscall: string, nth: number): Promise<void> {
-  const st = spawn('strace', ['-p', String(pid), '-o', '/dev/null', '-e', `trace=${syscall}`, '-e', `inject=${syscall}:signal=KILL:when=${nth}`], { stdio: ['ignore', 'ignore', 'pipe'] });
-  t.teardown(() => { try { st.kill('SIGKILL'); } catch { /* gone */ } });
-  let err = '';
-  await new Promise<void>((resolve, reject) => {
-    st.stderr.on('data', (d: Buffer) => { err += d.toString(); if (/attached/.test(err)) resolve(); });
-    st.on('error', reject);
-    st.on('exit', (code) => reject(new Error(`strace exited ${code} before attaching: ${err.trim()}`)));
-  });
-}
-
 // A daemon killed -9 inside its archive step, at an exact syscall. With the
 // archive on another filesystem than the spool (EXDEV) the job file is
 // copied to a staging name and the entry linked to that copy. A half entry
@@ -245,7 +228,7 @@ for (const c of cuts) {
     const args = [...ROOT_ARGS, '-j', '1', '--poll', '100ms', '-o', archive, spool];
     const p = start(t, BIN.pmjq, args);
     await p.waitLine(/ event=start /, 30_000);
-    await killAtSyscall(t, p.child.pid!, c.syscall, c.nth);
+    await signalAtSyscall(t, p.child.pid!, c.syscall, c.nth, 'KILL');
     l.drop('', 'cut-job', job(l, runs, 3, 0), 'archive');
     await waitFor('the daemon killed inside its archive step', () => p.child.exitCode !== null || p.child.signalCode !== null, 30_000);
     t.equal(await p.exited, 128 + 9, 'the daemon died of SIGKILL inside its archive step');
