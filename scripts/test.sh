@@ -41,6 +41,7 @@ fi
 
 [ -x node_modules/.bin/tap ] || npm ci --no-audit --no-fund
 node_modules/.bin/tsc -p tsconfig.json
+node scripts/bundle-cli.mjs
 sh scripts/build-helper.sh
 # tap only strips the tests' types: check them
 node_modules/.bin/tsc -p tsconfig.check.json

@@ -7,7 +7,8 @@
 // filesystem, prints one line naming the spool and ends the process with
 // EXIT_NO_ANSWER (hang-guard-worker.ts).
 
-import { Worker } from 'node:worker_threads';
+import { createRequire } from 'node:module';
+import type { Worker as WorkerType } from 'node:worker_threads';
 
 /** pmjqctl's exit status when the spool did not answer in time. */
 export const EXIT_NO_ANSWER = 3;
@@ -39,6 +40,8 @@ export function guardAgainstHangs(prog: string, verb: string, spool: string, tim
     timeoutMs,
     exitCode: EXIT_NO_ANSWER,
   };
+  // loaded here, not at the top: worker_threads and the streams it pulls in are a tenth of a submit's start-up
+  const { Worker } = createRequire(import.meta.url)('node:worker_threads') as { Worker: typeof WorkerType };
   const worker = new Worker(new URL('./hang-guard-worker.js', import.meta.url), { workerData: data });
   worker.unref();
   // a guard that cannot start leaves pmjqctl as it was: without a timeout

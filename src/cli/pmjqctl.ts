@@ -396,97 +396,103 @@ async function serveVerb(a: Args): Promise<void> {
 // ---- the parser ----
 
 const VERBS = ['submit', 'status', 'ls', 'logs', 'pause', 'resume', 'kill', 'retry', 'run', 'serve'];
-const first = process.argv[2];
-if (first !== undefined && !first.startsWith('-') && !VERBS.includes(first)) usageExit(PROG, `unknown verb '${printable(first)}' (verbs: ${VERBS.join(', ')})`);
-const completion = completionShell(PROG, process.argv.slice(2));
 
-// a plain `submit` skips loading yargs, most of its start-up (submit-args.ts)
-const plainSubmit = first === 'submit' ? plainSubmitArgs(process.argv.slice(3)) : null;
-if (plainSubmit !== null) {
-  await submitVerb(plainSubmit);
-  // (a batch's names may be waiting for a slow reader)
-  await exitWhenWritten();
+// a function, not top-level await: the installed pmjqctl is this module bundled as CommonJS (scripts/bundle-cli.mjs)
+async function main(): Promise<void> {
+  const first = process.argv[2];
+  if (first !== undefined && !first.startsWith('-') && !VERBS.includes(first)) usageExit(PROG, `unknown verb '${printable(first)}' (verbs: ${VERBS.join(', ')})`);
+  const completion = completionShell(PROG, process.argv.slice(2));
+
+  // a plain `submit` skips loading yargs, most of its start-up (submit-args.ts)
+  const plainSubmit = first === 'submit' ? plainSubmitArgs(process.argv.slice(3)) : null;
+  if (plainSubmit !== null) {
+    await submitVerb(plainSubmit);
+    // (a batch's names may be waiting for a slow reader)
+    await exitWhenWritten();
+  }
+  const { default: yargs } = await import('yargs');
+  const { hideBin } = await import('yargs/helpers');
+
+  const parser = unixManners(yargs(hideBin(process.argv))
+    .scriptName(PROG)
+    .parserConfiguration({ 'populate--': true, 'parse-numbers': false, 'parse-positional-numbers': false })
+    .usage('Usage: pmjqctl <verb> SPOOL [options]\n\nManage a pmjq spool from any machine that mounts it. See pmjqctl(1).')
+    .command('submit <spool> [files..]', 'put jobs into the spool: -- CMD [ARG…], FILEs, - (a job on stdin), or -l/-0 (a command per line of stdin); prints their names', (y) => spoolPositional(y)
+      .positional('files', { type: 'string', array: true, describe: 'job files to copy in (one job each), or - for a job on standard input' })
+      .option('group', { alias: 'g', type: 'string', describe: 'the group (subdirectory), created if missing', requiresArg: true })
+      .option('name', { type: 'string', describe: 'the job\'s exact name (refused if one of that name is queued); one job only', requiresArg: true })
+      .option('lines', { alias: 'l', type: 'boolean', describe: 'read shell command lines from standard input, one job per line' })
+      .option('null', { alias: '0', type: 'boolean', describe: 'like -l, the commands separated by NUL bytes (find -print0, xargs -0)' })
+      .option('json', { type: 'boolean', describe: 'print JSON for programs (several jobs: one object per line; shapes in pmjqctl(1))' })
+      .option('fs-timeout', fsTimeoutOpt)
+      .example('pmjqctl submit spool -g convert -- convert "in put.png" out.jpg', 'queue a command')
+      .example('printf \'make -C %s\\n\' a b c | pmjqctl submit spool -l', 'queue three commands'), submitVerb as never)
+    .command('status <spool>', 'nodes, groups and totals', (y) => spoolPositional(y)
+      .option('watch', { alias: 'w', type: 'boolean', describe: 'redraw every --interval until interrupted' })
+      .option('interval', { type: 'string', default: '1s', describe: 'with --watch: how often', requiresArg: true })
+      .option('lease', leaseOpt)
+      .option('json', jsonOpt)
+      .option('fs-timeout', fsTimeoutOpt), statusVerb as never)
+    .command('ls <spool>', 'jobs in every state, one table', (y) => spoolPositional(y)
+      .option('state', { alias: 's', type: 'string', array: true, describe: 'only these states: queued, running, retrying, failed, done, rejected (comma-separated)', requiresArg: true })
+      .option('group', { alias: 'g', type: 'string', array: true, describe: 'only these groups (comma-separated)', requiresArg: true })
+      .option('sort', { choices: [...SORT_KEYS], describe: 'sort by this column (default: state, then each state\'s natural order)' })
+      .option('reverse', { alias: 'r', type: 'boolean', describe: 'reverse the order' })
+      .option('limit', { alias: 'n', type: 'string', default: '100', describe: 'print at most N jobs (0 = all)', requiresArg: true })
+      .option('grep', { type: 'string', describe: 'only jobs whose name, id, group or info match this regular expression', requiresArg: true })
+      .option('lease', leaseOpt)
+      .option('json', jsonOpt)
+      .option('fs-timeout', fsTimeoutOpt), lsVerb as never)
+    .command('logs <spool> <id>', 'a job\'s output, wherever it is', (y) => spoolPositional(y)
+      .positional('id', { type: 'string', describe: 'the job id' })
+      .option('follow', { alias: 'f', type: 'boolean', describe: 'follow a running job\'s output until it ends' })
+      .option('raw', { type: 'boolean', describe: 'bytes as they are (no [level] rendering)' })
+      .option('poll', { type: 'string', default: '250ms', describe: 'with -f: how often the file is read', requiresArg: true })
+      .option('fs-timeout', fsTimeoutOpt), logsVerb as never)
+    .command('pause <spool> [groups..]', 'every node stops claiming (these groups\' jobs); running jobs go on', (y) => spoolPositional(y)
+      .positional('groups', { type: 'string', array: true, describe: 'groups ("default" is the top level); none = all' })
+      .option('json', jsonOpt)
+      .option('fs-timeout', fsTimeoutOpt), pauseVerb('pause') as never)
+    .command('resume <spool> [groups..]', 'every node claims again (none = resume everything)', (y) => spoolPositional(y)
+      .positional('groups', { type: 'string', array: true, describe: 'groups; none = all' })
+      .option('json', jsonOpt)
+      .option('fs-timeout', fsTimeoutOpt), pauseVerb('resume') as never)
+    .command('kill <spool> [ids..]', 'kill running jobs wherever they run; jobs waiting for a retry are killed at once', (y) => spoolPositional(y)
+      .positional('ids', { type: 'string', array: true, describe: 'job ids' })
+      .option('wait', { type: 'string', default: '10s', describe: 'wait up to DURATION for the jobs to end (--no-wait: do not)' })
+      .option('errors', { alias: 'e', type: 'string', describe: 'where a killed retrying job goes (default SPOOL/.pmjq/done)', requiresArg: true })
+      .option('json', jsonOpt)
+      .option('fs-timeout', fsTimeoutOpt), killVerb as never)
+    .command('retry <spool> [ids..]', 'failed jobs back into the queue, as attempt + 1', (y) => spoolPositional(y)
+      .positional('ids', { type: 'string', array: true, describe: 'job ids' })
+      .option('reset', { type: 'boolean', describe: 'start again from attempt 1' })
+      .option('json', jsonOpt)
+      .option('fs-timeout', fsTimeoutOpt), retryVerb as never)
+    .command('run <spool> [name]', 'claim one queued job now, here, ignoring barriers and pause; run it in the foreground', (y) => spoolPositional(y)
+      .positional('name', { type: 'string', describe: 'the queued job\'s file name' })
+      .option('group', { alias: 'g', type: 'string', describe: 'its group (default: the top level)', requiresArg: true })
+      .option('archive', { alias: 'o', type: 'string', describe: 'archive it here (default: like pmjq without -o: file removed, log and record in SPOOL/.pmjq/done)', requiresArg: true })
+      .option('errors', { alias: 'e', type: 'string', describe: 'if it fails, archive it here instead', requiresArg: true })
+      .option('timeout', { type: 'string', describe: 'stop it after DURATION (default: its group\'s timeout)', requiresArg: true })
+      .option('kill-grace', { type: 'string', default: '5s', describe: 'SIGKILL this long after SIGTERM', requiresArg: true })
+      .option('allow-root', { type: 'boolean', describe: 'as root, run a root-owned job' })
+      .option('env', { type: 'string', array: true, nargs: 1, describe: 'give the job NAME (from this environment) or NAME=VALUE, as pmjq --env does', requiresArg: true })
+      .option('raw', { type: 'boolean', describe: 'output bytes as they are (no [level] rendering)' })
+      .option('json', { type: 'boolean', describe: 'the record as JSON on stdout; the output goes to stderr' }), runVerb as never)
+    .command('serve <spool>', 'HTTP JSON API, live dashboard and Prometheus metrics (see SERVE in pmjqctl(1))', (y) => spoolPositional(y)
+      .option('listen', { type: 'string', default: '127.0.0.1:8080', describe: 'listen on ADDR:PORT (port 0: any free port; the URL is printed first)', requiresArg: true })
+      .option('token-file', { type: 'string', describe: 'changes need "Authorization: Bearer TOKEN", TOKEN being this file\'s first line (without: read-only)', requiresArg: true })
+      .option('submit-user', { type: 'string', describe: 'as root: submitted jobs are owned by, and run as, USER', requiresArg: true }), serveVerb as never)
+    .demandCommand(1, 'a verb is needed: submit, status, ls, logs, pause, resume, kill, retry, run, serve'), PROG, `DURATION: 30, 30s, 250ms, 5m, 1h30m. Exit status: 0 ok, 1 the operation failed, 2 usage error, ${EXIT_NO_ANSWER} the spool did not answer (--fs-timeout).\nShell completion: pmjqctl --completion bash|zsh prints the script (see pmjqctl(1)).`);
+
+  if (completion !== null) {
+    printCompletion(parser, PROG, completion);
+  } else {
+    parser.parseAsync().catch((err: unknown) => {
+      process.stderr.write(`${PROG}: ${errText(err)}\n`);
+      process.exitCode = EXIT_FAILED;
+    });
+  }
 }
-const { default: yargs } = await import('yargs');
-const { hideBin } = await import('yargs/helpers');
 
-const parser = unixManners(yargs(hideBin(process.argv))
-  .scriptName(PROG)
-  .parserConfiguration({ 'populate--': true, 'parse-numbers': false, 'parse-positional-numbers': false })
-  .usage('Usage: pmjqctl <verb> SPOOL [options]\n\nManage a pmjq spool from any machine that mounts it. See pmjqctl(1).')
-  .command('submit <spool> [files..]', 'put jobs into the spool: -- CMD [ARG…], FILEs, - (a job on stdin), or -l/-0 (a command per line of stdin); prints their names', (y) => spoolPositional(y)
-    .positional('files', { type: 'string', array: true, describe: 'job files to copy in (one job each), or - for a job on standard input' })
-    .option('group', { alias: 'g', type: 'string', describe: 'the group (subdirectory), created if missing', requiresArg: true })
-    .option('name', { type: 'string', describe: 'the job\'s exact name (refused if one of that name is queued); one job only', requiresArg: true })
-    .option('lines', { alias: 'l', type: 'boolean', describe: 'read shell command lines from standard input, one job per line' })
-    .option('null', { alias: '0', type: 'boolean', describe: 'like -l, the commands separated by NUL bytes (find -print0, xargs -0)' })
-    .option('json', { type: 'boolean', describe: 'print JSON for programs (several jobs: one object per line; shapes in pmjqctl(1))' })
-    .option('fs-timeout', fsTimeoutOpt)
-    .example('pmjqctl submit spool -g convert -- convert "in put.png" out.jpg', 'queue a command')
-    .example('printf \'make -C %s\\n\' a b c | pmjqctl submit spool -l', 'queue three commands'), submitVerb as never)
-  .command('status <spool>', 'nodes, groups and totals', (y) => spoolPositional(y)
-    .option('watch', { alias: 'w', type: 'boolean', describe: 'redraw every --interval until interrupted' })
-    .option('interval', { type: 'string', default: '1s', describe: 'with --watch: how often', requiresArg: true })
-    .option('lease', leaseOpt)
-    .option('json', jsonOpt)
-    .option('fs-timeout', fsTimeoutOpt), statusVerb as never)
-  .command('ls <spool>', 'jobs in every state, one table', (y) => spoolPositional(y)
-    .option('state', { alias: 's', type: 'string', array: true, describe: 'only these states: queued, running, retrying, failed, done, rejected (comma-separated)', requiresArg: true })
-    .option('group', { alias: 'g', type: 'string', array: true, describe: 'only these groups (comma-separated)', requiresArg: true })
-    .option('sort', { choices: [...SORT_KEYS], describe: 'sort by this column (default: state, then each state\'s natural order)' })
-    .option('reverse', { alias: 'r', type: 'boolean', describe: 'reverse the order' })
-    .option('limit', { alias: 'n', type: 'string', default: '100', describe: 'print at most N jobs (0 = all)', requiresArg: true })
-    .option('grep', { type: 'string', describe: 'only jobs whose name, id, group or info match this regular expression', requiresArg: true })
-    .option('lease', leaseOpt)
-    .option('json', jsonOpt)
-    .option('fs-timeout', fsTimeoutOpt), lsVerb as never)
-  .command('logs <spool> <id>', 'a job\'s output, wherever it is', (y) => spoolPositional(y)
-    .positional('id', { type: 'string', describe: 'the job id' })
-    .option('follow', { alias: 'f', type: 'boolean', describe: 'follow a running job\'s output until it ends' })
-    .option('raw', { type: 'boolean', describe: 'bytes as they are (no [level] rendering)' })
-    .option('poll', { type: 'string', default: '250ms', describe: 'with -f: how often the file is read', requiresArg: true })
-    .option('fs-timeout', fsTimeoutOpt), logsVerb as never)
-  .command('pause <spool> [groups..]', 'every node stops claiming (these groups\' jobs); running jobs go on', (y) => spoolPositional(y)
-    .positional('groups', { type: 'string', array: true, describe: 'groups ("default" is the top level); none = all' })
-    .option('json', jsonOpt)
-    .option('fs-timeout', fsTimeoutOpt), pauseVerb('pause') as never)
-  .command('resume <spool> [groups..]', 'every node claims again (none = resume everything)', (y) => spoolPositional(y)
-    .positional('groups', { type: 'string', array: true, describe: 'groups; none = all' })
-    .option('json', jsonOpt)
-    .option('fs-timeout', fsTimeoutOpt), pauseVerb('resume') as never)
-  .command('kill <spool> [ids..]', 'kill running jobs wherever they run; jobs waiting for a retry are killed at once', (y) => spoolPositional(y)
-    .positional('ids', { type: 'string', array: true, describe: 'job ids' })
-    .option('wait', { type: 'string', default: '10s', describe: 'wait up to DURATION for the jobs to end (--no-wait: do not)' })
-    .option('errors', { alias: 'e', type: 'string', describe: 'where a killed retrying job goes (default SPOOL/.pmjq/done)', requiresArg: true })
-    .option('json', jsonOpt)
-    .option('fs-timeout', fsTimeoutOpt), killVerb as never)
-  .command('retry <spool> [ids..]', 'failed jobs back into the queue, as attempt + 1', (y) => spoolPositional(y)
-    .positional('ids', { type: 'string', array: true, describe: 'job ids' })
-    .option('reset', { type: 'boolean', describe: 'start again from attempt 1' })
-    .option('json', jsonOpt)
-    .option('fs-timeout', fsTimeoutOpt), retryVerb as never)
-  .command('run <spool> [name]', 'claim one queued job now, here, ignoring barriers and pause; run it in the foreground', (y) => spoolPositional(y)
-    .positional('name', { type: 'string', describe: 'the queued job\'s file name' })
-    .option('group', { alias: 'g', type: 'string', describe: 'its group (default: the top level)', requiresArg: true })
-    .option('archive', { alias: 'o', type: 'string', describe: 'archive it here (default: like pmjq without -o: file removed, log and record in SPOOL/.pmjq/done)', requiresArg: true })
-    .option('errors', { alias: 'e', type: 'string', describe: 'if it fails, archive it here instead', requiresArg: true })
-    .option('timeout', { type: 'string', describe: 'stop it after DURATION (default: its group\'s timeout)', requiresArg: true })
-    .option('kill-grace', { type: 'string', default: '5s', describe: 'SIGKILL this long after SIGTERM', requiresArg: true })
-    .option('allow-root', { type: 'boolean', describe: 'as root, run a root-owned job' })
-    .option('env', { type: 'string', array: true, nargs: 1, describe: 'give the job NAME (from this environment) or NAME=VALUE, as pmjq --env does', requiresArg: true })
-    .option('raw', { type: 'boolean', describe: 'output bytes as they are (no [level] rendering)' })
-    .option('json', { type: 'boolean', describe: 'the record as JSON on stdout; the output goes to stderr' }), runVerb as never)
-  .command('serve <spool>', 'HTTP JSON API, live dashboard and Prometheus metrics (see SERVE in pmjqctl(1))', (y) => spoolPositional(y)
-    .option('listen', { type: 'string', default: '127.0.0.1:8080', describe: 'listen on ADDR:PORT (port 0: any free port; the URL is printed first)', requiresArg: true })
-    .option('token-file', { type: 'string', describe: 'changes need "Authorization: Bearer TOKEN", TOKEN being this file\'s first line (without: read-only)', requiresArg: true })
-    .option('submit-user', { type: 'string', describe: 'as root: submitted jobs are owned by, and run as, USER', requiresArg: true }), serveVerb as never)
-  .demandCommand(1, 'a verb is needed: submit, status, ls, logs, pause, resume, kill, retry, run, serve'), PROG, `DURATION: 30, 30s, 250ms, 5m, 1h30m. Exit status: 0 ok, 1 the operation failed, 2 usage error, ${EXIT_NO_ANSWER} the spool did not answer (--fs-timeout).\nShell completion: pmjqctl --completion bash|zsh prints the script (see pmjqctl(1)).`);
-
-if (completion !== null) {
-  printCompletion(parser, PROG, completion);
-} else {
-  parser.parseAsync().catch((err: unknown) => {
-    process.stderr.write(`${PROG}: ${errText(err)}\n`);
-    process.exitCode = EXIT_FAILED;
-  });
-}
+void main();

@@ -13,7 +13,7 @@ import type { Test } from 'tap';
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const BIN = {
   pmjq: path.join(ROOT, 'dist/cli/pmjq.js'),
-  pmjqctl: path.join(ROOT, 'dist/cli/pmjqctl.js'),
+  pmjqctl: path.join(ROOT, 'dist/cli/pmjqctl.cjs'),
   chaqum: path.join(ROOT, 'dist/cli/chaqum.js'),
 };
 export const IS_ROOT = process.getuid?.() === 0;
