@@ -25,7 +25,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-let PMJQ = path.join(ROOT, 'dist/cli/pmjq.js');
+let PMJQ = path.join(ROOT, 'dist/cli/pmjq.cjs');
 const warnings = [];
 const IS_ROOT = process.getuid?.() === 0;
 const ROOT_ARGS = IS_ROOT ? ['--allow-root'] : [];
@@ -79,7 +79,7 @@ Measures the performance targets (README, Performance) and prints: figure, measu
   --heavy-j N           figure 5: pmjq -j (default: all jobs at once)
   --json FILE           raw results (default bench/results/latest.json)
   --cpu-prof DIR        run every daemon under node --cpu-prof, profiles into DIR
-  --pmjq FILE           the pmjq.js to measure (default dist/cli/pmjq.js; e.g. a build of another commit)
+  --pmjq FILE           the pmjq to measure (default dist/cli/pmjq.cjs, as installed; e.g. a build of another commit)
   --pmjq-args 'A B'     extra arguments for every pmjq started (e.g. '--poll 10s' to try a setting)
 `);
   process.exit(0);
@@ -255,8 +255,9 @@ async function withTimeout(promise, ms, what) {
 /** A pmjq daemon (or --once run) with its stderr log in a file. */
 function startPmjq(args, spool, logFile) {
   const fd = fs.openSync(logFile, 'a');
-  const nodeArgs = O.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${O.cpuProf}`] : [];
-  const p = launch(process.execPath, [...nodeArgs, PMJQ, ...ROOT_ARGS, ...args, ...EXTRA_ARGS, spool], { stderr: fd, spool });
+  // as installed: the bundle runs itself (its shell line execs node); a .js build of another commit, or a profile, through node
+  const cmd = PMJQ.endsWith('.cjs') && !O.cpuProf ? [PMJQ] : [process.execPath, ...(O.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${O.cpuProf}`] : []), PMJQ];
+  const p = launch(cmd[0], [...cmd.slice(1), ...ROOT_ARGS, ...args, ...EXTRA_ARGS, spool], { stderr: fd, spool });
   fs.closeSync(fd);
   p.logFile = logFile;
   p.stop = async (timeoutMs = 20_000) => {

@@ -13,7 +13,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 
-if [ ! -f dist/cli/pmjq.js ]; then
+if [ ! -f dist/cli/pmjq.cjs ]; then
   echo "demo: dist/ is missing, building it (npm run build)"
   npm run build
 fi
@@ -45,7 +45,7 @@ if [ -z "${PMJQ_DEMO_LOAD:-}" ]; then
 fi
 echo
 status=0
-node dist/cli/pmjq.js -C "$load" -o "$tmp/archive" "$@" --once "$tmp/spool" || status=$?
+dist/cli/pmjq.cjs -C "$load" -o "$tmp/archive" "$@" --once "$tmp/spool" || status=$?
 echo
 
 records=0

@@ -3,7 +3,7 @@
 // the job helper (libexec/pmjq-spawn) makes the switch in the job's process,
 // setgroups, setgid and setuid before the exec, and checks it took.
 
-import { execaSync } from 'execa';
+import { execFileSync } from 'node:child_process';
 import type { JobOwner } from './owner.js';
 
 /** An owner's account: what the job's HOME, USER, LOGNAME and SHELL say. */
@@ -33,24 +33,27 @@ export function lookupAccount(uid: number): Account {
   if (hit && Date.now() - hit.at < CACHE_MS) return hit.account;
   let account: Account = { uid, gid: -1, name: String(uid), home: '/', shell: '/bin/sh', groups: [], known: false };
   try {
-    const out = execaSync('getent', ['passwd', String(uid)], { reject: false, timeout: 5000 });
-    const f = String(out.stdout).split('\n')[0]!.split(':');
-    if (out.exitCode === 0 && f.length >= 7 && Number(f[2]) === uid) {
+    const f = run('getent', ['passwd', String(uid)]).split('\n')[0]!.split(':');
+    if (f.length >= 7 && Number(f[2]) === uid) {
       const gid = Number(f[3]);
       account = { uid, gid, name: f[0]!, home: f[5]! || '/', shell: f[6]! || '/bin/sh', groups: groupsOf(f[0]!, gid), known: true };
     }
-  } catch { /* no getent: an unknown user */ }
+  } catch { /* no such account (getent exits 2), or no getent: an unknown user */ }
   cache.set(uid, { at: Date.now(), account });
   return account;
 }
 
 function groupsOf(name: string, gid: number): number[] {
   try {
-    const out = execaSync('id', ['-G', '--', name], { reject: false, timeout: 5000 });
-    const ids = String(out.stdout).trim().split(/\s+/).map(Number).filter(Number.isInteger);
-    if (out.exitCode === 0 && ids.length > 0) return [...new Set([gid, ...ids])];
-  } catch { /* no id(1): the primary group alone */ }
+    const ids = run('id', ['-G', '--', name]).trim().split(/\s+/).map(Number).filter(Number.isInteger);
+    if (ids.length > 0) return [...new Set([gid, ...ids])];
+  } catch { /* no id(1), or no such user: the primary group alone */ }
   return [gid];
+}
+
+/** A lookup command's output; throws when it fails (not found: getent exits 2). */
+function run(cmd: string, args: string[]): string {
+  return execFileSync(cmd, args, { encoding: 'utf8', timeout: 5000, stdio: ['ignore', 'pipe', 'ignore'] });
 }
 
 /**

@@ -2,7 +2,7 @@
 // fires next, and a timer that fires it. Whether a firing starts an instance
 // (at most one at a time) is the protocol's business.
 
-import { CronExpressionParser } from 'cron-parser';
+import { createRequire } from 'node:module';
 import { parseDuration } from '../util/duration.js';
 
 /** Shortest interval accepted: anything shorter is a busy loop, not a schedule. */
@@ -30,6 +30,8 @@ export function cronSchedule(text: string): NextFiring {
     throw new Error(`cron '${text}' has ${fields.length} fields; expected 5, or 6 with seconds first`);
   }
   const expr = fields.join(' ');
+  // required here, not imported: cron-parser and luxon were a tenth of every pmjq's start-up, for a rare `repeat -c`
+  const { CronExpressionParser } = createRequire(import.meta.url)('cron-parser') as typeof import('cron-parser');
   const parse = (after: number): number =>
     CronExpressionParser.parse(expr, { currentDate: new Date(after) }).next().getTime();
   try {

@@ -2,10 +2,11 @@
 // line is one line saying what is wrong and exit 2, before anything is
 // touched; --log-format json gives one JSON object per line; -q and -v.
 
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import t, { type Test } from 'tap';
-import { BIN, ROOT_ARGS, dropJob, run, scratch } from '../helpers/helpers.js';
+import { BIN, ROOT, ROOT_ARGS, dropJob, readJson, run, scratch } from '../helpers/helpers.js';
 
 t.test('bad command lines: one line naming the problem, exit 2, nothing touched', async (t) => {
   const { dir, spool, archive } = scratch(t);
@@ -121,4 +122,33 @@ t.test('-q: no info lines; -qq: errors only; -v: debug lines', async (t) => {
     t.match(r.stderr, /level=debug event=claimed /, '-v: debug lines');
     t.match(r.stderr, /level=info event=job-start /, '-v: and info lines');
   }
+});
+
+// The installed commands are bundles (scripts/bundle-cli.mjs): one CommonJS
+// file each, whose shell line starts Node with NODE_EXTRA_CA_CERTS moved aside
+// and whose first statement puts it back for what they start.
+t.test('the installed commands: one file each, started by its own shell line without NODE_EXTRA_CA_CERTS, which jobs still get', async (t) => {
+  const { dir, spool, archive } = scratch(t);
+  const pkg = readJson<{ bin: Record<string, string>; version: string }>(path.join(ROOT, 'package.json'));
+  // a bundle of certificates that cannot be loaded: Node warns on stderr when it sees one
+  const ca = path.join(dir, 'no-such-ca.pem');
+  const env = { ...process.env, NODE_EXTRA_CA_CERTS: ca };
+  for (const name of ['pmjq', 'pmjqctl', 'chaqum'] as const) {
+    t.equal(path.join(ROOT, pkg.bin[name]!), BIN[name], `package.json installs the ${name} the tests run`);
+    const v = spawnSync(BIN[name], ['--version'], { env, encoding: 'utf8', timeout: 60_000 });
+    t.equal(v.stdout, `${pkg.version}\n`, `${name} --version, run as a shell runs it: package.json's`);
+    t.equal(v.stderr, '', `${name}: Node never saw NODE_EXTRA_CA_CERTS`);
+  }
+  dropJob(spool, 'env', `#!/bin/sh\nprintf '%s' "$NODE_EXTRA_CA_CERTS" > '${path.join(dir, 'seen')}'\n`);
+  const d = spawnSync(BIN.pmjq, [...ROOT_ARGS, '--once', '-q', '--env', 'NODE_EXTRA_CA_CERTS', '-o', archive, spool], { env, encoding: 'utf8', timeout: 60_000 });
+  t.equal(d.status, 0, `pmjq --once exits 0 ${d.stderr}`);
+  t.equal(fs.readFileSync(path.join(dir, 'seen'), 'utf8'), ca, 'a job given NODE_EXTRA_CA_CERTS by --env gets pmjq\'s value');
+
+  // a plain submit reads no other file of pmjq's
+  const trace = path.join(dir, 'trace');
+  const r = spawnSync('strace', ['-f', '-e', 'trace=openat', '-o', trace, BIN.pmjqctl, 'submit', spool, '--fs-timeout', '0', '--', 'true'], { env, encoding: 'utf8', timeout: 60_000 });
+  t.equal(r.status, 0, `a plain submit exits 0 ${r.stderr}`);
+  const ours = [...fs.readFileSync(trace, 'utf8').matchAll(/openat\(AT_FDCWD, "([^"]+)"/g)].map((m) => m[1]!)
+    .filter((f) => f.startsWith(path.join(ROOT, 'dist') + '/'));
+  t.same([...new Set(ours)], [BIN.pmjqctl], 'of pmjq\'s compiled files a plain submit opens pmjqctl\'s bundle only');
 });

@@ -6,7 +6,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
-import { BIN, ROOT, ROOT_ARGS, readJson, run, scratch } from '../helpers/helpers.js';
+import { BIN, ROOT_ARGS, run, scratch } from '../helpers/helpers.js';
 import { ctl, ctlJson } from '../helpers/ctl.js';
 
 const WEIRD = [
@@ -204,20 +204,3 @@ t.test('a plain submit does not load yargs; --help, odd forms and errors still g
   t.match(loaded(['submit', spool, '--help']).stdout, /-l, --lines/, '--help is yargs\' and names the batch options');
 });
 
-t.test('the installed pmjqctl: one CommonJS file, started by its own shell line without NODE_EXTRA_CA_CERTS; a plain submit opens no other file of pmjq', async (t) => {
-  const { dir, spool } = scratch(t);
-  const pkg = readJson<{ bin: Record<string, string>; version: string }>(path.join(ROOT, 'package.json'));
-  t.equal(path.join(ROOT, pkg.bin.pmjqctl!), BIN.pmjqctl, 'package.json installs the bundle the tests run');
-  // run as a shell runs it: the file itself; Node warns about a bundle of certificates it cannot load, if it sees one
-  const env = { ...process.env, NODE_EXTRA_CA_CERTS: path.join(dir, 'no-such-ca.pem') };
-  const v = spawnSync(BIN.pmjqctl, ['--version'], { env, encoding: 'utf8', timeout: 60_000 });
-  t.equal(v.stdout, `${pkg.version}\n`, '--version: package.json\'s (found from the bundle)');
-  t.equal(v.stderr, '', 'Node never saw NODE_EXTRA_CA_CERTS');
-  const trace = path.join(dir, 'trace');
-  const r = spawnSync('strace', ['-f', '-e', 'trace=openat', '-o', trace, BIN.pmjqctl, 'submit', spool, '--fs-timeout', '0', '--', 'true'], { env, encoding: 'utf8', timeout: 60_000 });
-  t.equal(r.status, 0, `a plain submit exits 0 ${r.stderr}`);
-  t.equal(r.stderr, '', 'and says nothing on stderr');
-  const ours = [...fs.readFileSync(trace, 'utf8').matchAll(/openat\(AT_FDCWD, "([^"]+)"/g)].map((m) => m[1]!)
-    .filter((f) => f.startsWith(path.join(ROOT, 'dist') + '/'));
-  t.same([...new Set(ours)], [BIN.pmjqctl], 'of pmjq\'s compiled files it opens the bundle only');
-});

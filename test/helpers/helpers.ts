@@ -11,10 +11,11 @@ import { fileURLToPath } from 'node:url';
 import type { Test } from 'tap';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+/** The commands as package.json installs them (scripts/bundle-cli.mjs); the tests run them with node, or as a shell does. */
 export const BIN = {
-  pmjq: path.join(ROOT, 'dist/cli/pmjq.js'),
+  pmjq: path.join(ROOT, 'dist/cli/pmjq.cjs'),
   pmjqctl: path.join(ROOT, 'dist/cli/pmjqctl.cjs'),
-  chaqum: path.join(ROOT, 'dist/cli/chaqum.js'),
+  chaqum: path.join(ROOT, 'dist/cli/chaqum.cjs'),
 };
 export const IS_ROOT = process.getuid?.() === 0;
 

@@ -6,7 +6,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
-import { ROOT, setup, shq, writeScript } from '../helpers/protocol-host.js';
+import { BIN, ROOT } from '../helpers/helpers.js';
+import { setup, writeScript } from '../helpers/protocol-host.js';
 
 // ---- the examples of the man page ----
 
@@ -29,7 +30,7 @@ t.test('the example jobs of pmjq-protocol(7) run as printed', async (t) => {
   t.teardown(() => fs.rmSync(base, { recursive: true, force: true }));
   // `pmjq --lib LANG` on the PATH, as installed
   fs.mkdirSync(path.join(base, 'bin'));
-  writeScript(path.join(base, 'bin'), 'pmjq', `#!/bin/sh\nexec ${shq(process.execPath)} ${shq(path.join(ROOT, 'dist/cli/pmjq.js'))} "$@"\n`);
+  fs.symlinkSync(BIN.pmjq, path.join(base, 'bin', 'pmjq'));
   const inbox = path.join(base, 'inbox');
   fs.mkdirSync(inbox);
   const { dir, tree, host } = setup(t, {}, { PATH: `${path.join(base, 'bin')}:${process.env.PATH}`, INBOX: inbox });
