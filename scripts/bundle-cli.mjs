@@ -1,10 +1,10 @@
 // Bundles each command (dist/cli/NAME.js, tsc's output) into one CommonJS
 // file, dist/cli/NAME.cjs, the pmjq, pmjqctl and chaqum that package.json
 // installs. Start-up is paid by every submit from a loop or a Makefile and by
-// every `pmjq --once`: as ES modules, resolving, reading and linking some
-// hundred modules took most of it (a plain `pmjqctl submit` 70 ms over Node's
-// own start, `pmjq --version` 85); as one CommonJS file, a fraction
-// (`npm run bench`, figures 1 and 8).
+// every `pmjq --once`: as ES modules, resolving, reading and linking them
+// took most of it (a plain `pmjqctl submit` 36 ms over Node's own start,
+// `pmjq --version` 85); as one CommonJS file, 12 and 57 (`npm run bench`,
+// figures 1 and 8).
 //
 // Packages stay outside, loaded when needed (execa by hooks, cron-parser by
 // `repeat -c`, fastify and prom-client by `pmjqctl serve`, yargs by pmjqctl's verbs but a
