@@ -18,6 +18,7 @@ import { formatDuration } from '../util/duration.js';
 import { errText } from '../util/fsx.js';
 import { EXIT_FAILED, EXIT_USAGE, UsageError, completionShell, duration, exitWhenWritten, number, printCompletion, usageExit, unixManners } from './common.js';
 import { EXIT_NO_ANSWER, guardAgainstHangs } from './hang-guard.js';
+import { onLocalFilesystems } from './local-fs.js';
 import { FS_TIMEOUT_DEFAULT, plainSubmitArgs } from './submit-args.js';
 
 const PROG = 'pmjqctl';
@@ -37,9 +38,14 @@ const complain = (verb: string, msg: string): void => { process.stderr.write(`${
  * first look at it on, a verb with --fs-timeout gives up on a spool that
  * does not answer (a hung NFS or FUSE mount) rather than hang for ever.
  */
-function spoolOf(a: Args, write: boolean): Layout {
+function spoolOf(a: Args, write: boolean, guarded = true): Layout {
   const p = path.resolve(String(a.spool));
-  if (a['fs-timeout'] !== undefined) guardAgainstHangs(PROG, String((a._ as unknown[] | undefined)?.[0] ?? ''), p, duration('--fs-timeout', a['fs-timeout']));
+  if (guarded) {
+    // without --fs-timeout, only a spool that can hang is guarded: one on a network or FUSE filesystem
+    const given = a['fs-timeout'];
+    const ms = given !== undefined ? duration('--fs-timeout', given) : onLocalFilesystems(p) ? 0 : duration('--fs-timeout', FS_TIMEOUT_DEFAULT);
+    guardAgainstHangs(PROG, String((a._ as unknown[] | undefined)?.[0] ?? ''), p, ms);
+  }
   let st: fs.Stats;
   try { st = fs.statSync(p); } catch { throw new UsageError(`spool '${p}' does not exist`); }
   if (!st.isDirectory()) throw new UsageError(`spool '${p}' is not a directory`);
@@ -93,7 +99,7 @@ function act(verb: string, fn: (a: Args) => Promise<number | void> | number | vo
 
 const jsonOpt = { type: 'boolean', describe: 'print JSON for programs (shapes in pmjqctl(1))' } as const;
 const fsTimeoutOpt = {
-  type: 'string', default: FS_TIMEOUT_DEFAULT, requiresArg: true,
+  type: 'string', requiresArg: true, defaultDescription: `${FS_TIMEOUT_DEFAULT} on a network or FUSE filesystem, none on a local one`,
   describe: `give up (exit ${EXIT_NO_ANSWER}) when the spool's filesystem has not answered for DURATION (a hung NFS or FUSE mount); 0: wait for ever`,
 } as const;
 const leaseOpt = {
@@ -338,7 +344,8 @@ const retryVerb = act('retry', async (a) => {
 });
 
 const runVerb = act('run', async (a) => {
-  const layout = spoolOf(a, true);
+  // (a node while its job runs: it waits)
+  const layout = spoolOf(a, true, false);
   const name = a.name !== undefined ? String(a.name) : a['--']?.[0];
   if (name === undefined) throw new UsageError('give the NAME of a queued job');
   const archive = a.archive !== undefined ? path.resolve(String(a.archive)) : undefined;

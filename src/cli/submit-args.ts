@@ -12,7 +12,7 @@ export interface SubmitArgs {
   files: string[];
   group?: string;
   name?: string;
-  'fs-timeout': string;
+  'fs-timeout'?: string;
   json?: boolean;
   lines?: boolean;
   null?: boolean;
@@ -21,7 +21,7 @@ export interface SubmitArgs {
 }
 
 const VALUED: Record<string, 'group' | 'name' | 'fs-timeout'> = { '-g': 'group', '--group': 'group', '--name': 'name', '--fs-timeout': 'fs-timeout' };
-/** the default of --fs-timeout, yargs' too (pmjqctl.ts fsTimeoutOpt) */
+/** the default of --fs-timeout on a spool that can hang (pmjqctl.ts spoolOf) */
 export const FS_TIMEOUT_DEFAULT = '10s';
 const FLAGS: Record<string, 'json' | 'lines' | 'null'> = { '--json': 'json', '-l': 'lines', '--lines': 'lines', '-0': 'null', '--null': 'null' };
 /** words yargs would read as a boolean flag's value (`--json false`) */
@@ -58,6 +58,6 @@ export function plainSubmitArgs(argv: readonly string[]): SubmitArgs | null {
   if (positional.length === 0) return null;
   const [spool, ...files] = positional;
   return {
-    'fs-timeout': FS_TIMEOUT_DEFAULT, ...a, _: ['submit'], spool: spool!, files, ...(dash < 0 ? {} : { '--': argv.slice(dash + 1) }),
+    ...a, _: ['submit'], spool: spool!, files, ...(dash < 0 ? {} : { '--': argv.slice(dash + 1) }),
   } as SubmitArgs;
 }

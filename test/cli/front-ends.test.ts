@@ -2,11 +2,12 @@
 // line is one line saying what is wrong and exit 2, before anything is
 // touched; --log-format json gives one JSON object per line; -q and -v.
 
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import t, { type Test } from 'tap';
-import { BIN, ROOT, ROOT_ARGS, dropJob, readJson, run, scratch } from '../helpers/helpers.js';
+import { BIN, ROOT, ROOT_ARGS, dropJob, readJson, run, scratch, waitFor } from '../helpers/helpers.js';
+import { cluster } from '../helpers/cluster.js';
 
 t.test('bad command lines: one line naming the problem, exit 2, nothing touched', async (t) => {
   const { dir, spool, archive } = scratch(t);
@@ -146,9 +147,38 @@ t.test('the installed commands: one file each, started by its own shell line wit
 
   // a plain submit reads no other file of pmjq's
   const trace = path.join(dir, 'trace');
-  const r = spawnSync('strace', ['-f', '-e', 'trace=openat', '-o', trace, BIN.pmjqctl, 'submit', spool, '--fs-timeout', '0', '--', 'true'], { env, encoding: 'utf8', timeout: 60_000 });
+  const r = spawnSync('strace', ['-f', '-e', 'trace=openat', '-o', trace, BIN.pmjqctl, 'submit', spool, '--', 'true'], { env, encoding: 'utf8', timeout: 60_000 });
   t.equal(r.status, 0, `a plain submit exits 0 ${r.stderr}`);
   const ours = [...fs.readFileSync(trace, 'utf8').matchAll(/openat\(AT_FDCWD, "([^"]+)"/g)].map((m) => m[1]!)
     .filter((f) => f.startsWith(path.join(ROOT, 'dist') + '/'));
   t.same([...new Set(ours)], [BIN.pmjqctl], 'of pmjq\'s compiled files a plain submit opens pmjqctl\'s bundle only');
+});
+
+// pmjqctl's guard against a hung spool is a worker thread (hang-guard.ts):
+// by default it runs for a spool on a network or FUSE filesystem, or reached
+// through a symbolic link, not for one on a local filesystem (local-fs.ts).
+t.test('without --fs-timeout, pmjqctl guards a spool on a FUSE mount or behind a symbolic link, not one on a local filesystem', async (t) => {
+  const c = cluster(t, 1);
+  const link = path.join(c.dir, 'link');
+  fs.symlinkSync(c.backing, link);
+  /** How many threads a `submit ARGS -` has while it waits for its standard input. */
+  const threads = async (args: string[]): Promise<number> => {
+    const child = spawn(process.execPath, [BIN.pmjqctl, 'submit', ...args, '-'], { stdio: ['pipe', 'ignore', 'pipe'] });
+    t.teardown(() => { try { child.kill('SIGKILL'); } catch { /* gone */ } });
+    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+    // the guard, if any, is started before the spool is first looked at, long before the job is read
+    // (its standard input is a socket: Node's 'pipe')
+    await waitFor('pmjqctl to wait for its standard input', () => {
+      try { return /pipe|unix|sock/.test(fs.readFileSync(`/proc/${child.pid}/wchan`, 'utf8')); } catch { return false; }
+    }, 20_000);
+    const n = fs.readdirSync(`/proc/${child.pid}/task`).length;
+    child.stdin!.end('#!/bin/sh\ntrue\n');
+    t.equal(await exited, 0, `submit ${args.join(' ')} - exits 0`);
+    return n;
+  };
+  const local = await threads([c.backing]);
+  t.ok(await threads([c.mounts[0]!]) > local, 'a spool on a FUSE mount: a thread more, the guard');
+  t.ok(await threads([link]) > local, 'a spool behind a symbolic link: guarded too');
+  t.ok(await threads(['--fs-timeout', '10s', c.backing]) > local, '--fs-timeout given: guarded wherever the spool is');
+  t.equal(await threads([c.backing]), local, 'and the local spool again: as many threads as the first time');
 });
