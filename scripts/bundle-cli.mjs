@@ -32,7 +32,8 @@ const cli = path.join(root, 'dist/cli');
 const SAVED = 'PMJQ_NODE_EXTRA_CA_CERTS';
 const HEADER = [
   '#!/bin/sh',
-  `':' //; if [ "\${NODE_EXTRA_CA_CERTS+set}" ]; then export ${SAVED}="$NODE_EXTRA_CA_CERTS"; unset NODE_EXTRA_CA_CERTS; fi; exec node "$0" "$@"`,
+  // (a ${SAVED} of the caller's own is dropped: only what was moved aside comes back)
+  `':' //; unset ${SAVED}; if [ "\${NODE_EXTRA_CA_CERTS+set}" ]; then export ${SAVED}="$NODE_EXTRA_CA_CERTS"; unset NODE_EXTRA_CA_CERTS; fi; exec node "$0" "$@"`,
   "'use strict';", // (still the directive prologue: the line above is a string too)
   `if (process.env.${SAVED} !== undefined) { process.env.NODE_EXTRA_CA_CERTS = process.env.${SAVED}; delete process.env.${SAVED}; }`,
   "const __bundleUrl = require('node:url').pathToFileURL(__filename).href;",
