@@ -11,7 +11,14 @@
  *
  * Input (stdin), from the daemon:
  *   LEN\n and LEN bytes: a job to start, its fields separated by NUL bytes:
- *     SOCKET TOKEN LOG OUT CWD UID GID GROUPS ARGC ARGV... ENVC NAME=VALUE...
+ *     AFTER DEADLINE SOCKET TOKEN LOG OUT CWD UID GID GROUPS ARGC ARGV... ENVC NAME=VALUE...
+ *     AFTER: "-", or the token of a job still running whose slot this one
+ *     takes: it is held here and started the moment that job is reaped (a
+ *     standby: the next job starts without waiting for the daemon to hear of
+ *     the end); DEADLINE: 0, or the CLOCK_MONOTONIC millisecond after which
+ *     it is not started at all ("failed TOKEN 0 expired"): a job held past
+ *     it goes back to the daemon, and none starts after the node's fencing
+ *     time (the daemon's watchdog no longer watches for it then)
  *     OUT: "log" (stdout and stderr appended to LOG) or "lines" (each to its
  *     own connection to the daemon's socket SOCKET, made here before the
  *     fork, named by a first line "TOKEN FD"); UID, GID and GROUPS (the
@@ -19,6 +26,8 @@
  *   w TOKEN LEN\n and LEN bytes: for the job's fd 4
  *   r TOKEN\n: the daemon takes another chunk of the job's fd 3
  *   c TOKEN\n: the daemon is done with the job's fd 3 and fd 4
+ *   x TOKEN\n: a held job is not to start ("failed TOKEN 0 cancelled"); one
+ *     started already goes on (the daemon hears "started")
  * Output (stdout), after a first line "ready VERSION" (PROTOCOL below: the
  * daemon refuses a helper built from another version of this file):
  *   started TOKEN PID | failed TOKEN ERRNO STEP | exit TOKEN WAITSTATUS GROUP
@@ -28,7 +37,8 @@
  *     when 1
  *   d TOKEN LEN\n and LEN bytes: what the job wrote to fd 3 (one chunk; the
  *     next after an "r": a job flooding fd 3 is held back by its pipe)
- *   e TOKEN: the job closed fd 3 (or fd 4): its commands are over
+ *   e TOKEN: the job closed fd 3 (or fd 4) after writing to fd 3: its
+ *     commands are over (not said for a job that wrote none: no message)
  *   u TOKEN: the job left more than MAX_UNREAD bytes (our argument) of
  *     answers unread on fd 4: its fd 3 and fd 4 are closed
  * The job's fd 3 and fd 4 are pipes of ours, each its own, so that a job
@@ -52,12 +62,13 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 extern char **environ;
 
 /* what the requests and reports below are: spawner.ts HELPER_PROTOCOL, raised with any change to them */
-#define PROTOCOL 2
+#define PROTOCOL 3
 
 /* supplementary groups a job can have: Linux's NGROUPS_MAX */
 #define NGROUPS_MAX_HERE 65536
@@ -69,6 +80,7 @@ struct job {
 	int why_r;      /* the child says on it why it could not exec (EOF: it did); -1 once told */
 	int r3, w4;     /* our ends of its fd 3 and fd 4; -1 once closed (w4 >= 0: its channel is open) */
 	int credit;     /* the daemon takes the next chunk of fd 3 */
+	int said;       /* a chunk of fd 3 was passed on: its end is told */
 	char *out;      /* answers for fd 4 its pipe has not taken yet */
 	size_t out_len;
 	int gone;       /* reaped or failed: freed at the top of the loop */
@@ -76,6 +88,17 @@ struct job {
 
 static struct job **jobs;
 static size_t njobs, jobs_cap;
+
+/* A request held until the job whose slot it takes is reaped (AFTER), or its DEADLINE. */
+struct held {
+	char *req;      /* the request, from SOCKET on */
+	size_t len;
+	char *token, *after;
+	long long deadline; /* CLOCK_MONOTONIC ms; 0: none */
+};
+
+static struct held **held;
+static size_t nheld, held_cap;
 static size_t max_unread;
 static int devnull;
 
@@ -173,12 +196,14 @@ static void from_job(struct job *j)
 		return;
 	if (got > 0) {
 		j->credit = 0;
+		j->said = 1;
 		int n = snprintf(head, sizeof head, "d %s %zd\n", j->token, got);
 		put(head, (size_t)n);
 		put(buf, (size_t)got);
 		return;
 	}
-	report("e %s", j->token);
+	if (j->said)
+		report("e %s", j->token);
 	close(j->r3);
 	j->r3 = -1;
 }
@@ -198,6 +223,8 @@ static void to_job(struct job *j)
 	close_chan(j);
 }
 
+static void release_held(const char *after);
+
 /* The child of a job has exec'd (EOF on its pipe) or says why it could not. */
 static void execd(struct job *j)
 {
@@ -215,6 +242,7 @@ static void execd(struct job *j)
 	close_chan(j);
 	report("failed %s %s", j->token, why);
 	j->gone = 1;
+	release_held(j->token);
 	while (waitpid(j->pid, NULL, 0) < 0 && errno == EINTR) /* it ends at once (unless reaped already) */
 		;
 }
@@ -237,6 +265,7 @@ static void reap(void)
 		int left = kill(-pid, 0) == 0 || errno == EPERM;
 		report("exit %s %d %d", j->token, status, left);
 		j->gone = 1;
+		release_held(j->token); /* its slot is free: the job held for it starts now */
 	}
 }
 
@@ -420,6 +449,105 @@ fail:;
 	free(req);
 }
 
+static long long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Start it, unless its deadline has passed. */
+static void start_by(const char *req, size_t len, const char *token, long long deadline)
+{
+	if (deadline && now_ms() >= deadline)
+		report("failed %s 0 expired", token);
+	else
+		start(req, len);
+}
+
+static void drop_held(size_t i)
+{
+	free(held[i]->req);
+	free(held[i]->token);
+	free(held[i]->after);
+	free(held[i]);
+	held[i] = held[--nheld];
+}
+
+/* The job `after` is reaped (or could not exec): what was held for its slot starts. */
+static void release_held(const char *after)
+{
+	for (size_t i = 0; i < nheld; i++) {
+		struct held *h = held[i];
+		if (strcmp(h->after, after) != 0)
+			continue;
+		start_by(h->req, h->len, h->token, h->deadline);
+		drop_held(i);
+		return; /* (one per slot) */
+	}
+}
+
+/* The held requests past their deadline go back; returns the ms until the next deadline, -1 if none. */
+static long long expire_held(void)
+{
+	long long now = now_ms(), next = -1;
+	for (size_t i = 0; i < nheld;) {
+		struct held *h = held[i];
+		if (h->deadline && now >= h->deadline) {
+			report("failed %s 0 expired", h->token);
+			drop_held(i);
+			continue;
+		}
+		if (h->deadline && (next < 0 || h->deadline - now < next))
+			next = h->deadline - now;
+		i++;
+	}
+	return next;
+}
+
+/* A request as it comes: AFTER DEADLINE, then the fields start() takes (TOKEN the second). */
+static void submit(const char *request, size_t len)
+{
+	const char *end = request + len, *after = request;
+	const char *a_end = memchr(after, 0, len);
+	const char *deadline = a_end ? a_end + 1 : NULL;
+	const char *d_end = deadline ? memchr(deadline, 0, (size_t)(end - deadline)) : NULL;
+	const char *rest = d_end ? d_end + 1 : NULL;
+	const char *s_end = rest ? memchr(rest, 0, (size_t)(end - rest)) : NULL;
+	if (!s_end) {
+		fputs("pmjq-spawn: a request with too few fields\n", stderr);
+		exit(1);
+	}
+	const char *t = s_end + 1, *t_end = memchr(t, 0, (size_t)(end - t));
+	char *token = strndup(t, t_end ? (size_t)(t_end - t) : (size_t)(end - t));
+	long long by = strtoll(deadline, NULL, 10);
+	size_t rest_len = (size_t)(end - rest);
+	if (strcmp(after, "-") != 0 && by_token(after, strlen(after))) {
+		struct held *h = xrealloc(NULL, sizeof *h);
+		*h = (struct held){ .req = memcpy(xrealloc(NULL, rest_len), rest, rest_len), .len = rest_len,
+				    .token = token, .after = xstrdup(after), .deadline = by };
+		if (nheld == held_cap)
+			held = xrealloc(held, (held_cap = held_cap ? 2 * held_cap : 16) * sizeof *held);
+		held[nheld++] = h;
+		return;
+	}
+	/* (AFTER is gone already, or "-": its slot is free) */
+	start_by(rest, rest_len, token, by);
+	free(token);
+}
+
+/* "x TOKEN": the held job TOKEN is not to start. */
+static void cancel(const char *token, size_t len)
+{
+	for (size_t i = 0; i < nheld; i++) {
+		if (strlen(held[i]->token) != len || memcmp(held[i]->token, token, len) != 0)
+			continue;
+		report("failed %s 0 cancelled", held[i]->token);
+		drop_held(i);
+		return;
+	}
+}
+
 /*
  * What the daemon said, as far as it is whole: returns how many bytes of
  * `in` were used.
@@ -436,7 +564,7 @@ static size_t requests(char *in, size_t len)
 			size_t n = strtoul(p, NULL, 10);
 			if (len - used - head < n)
 				return used;
-			start(p + head, n);
+			submit(p + head, n);
 			used += head + n;
 		} else if (p[0] == 'w' && p[1] == ' ') {
 			char *sp = memchr(p + 2, ' ', head - 2);
@@ -456,6 +584,9 @@ static size_t requests(char *in, size_t len)
 				}
 			}
 			used += head + n;
+		} else if (p[0] == 'x' && p[1] == ' ') {
+			cancel(p + 2, head - 3);
+			used += head;
 		} else if ((p[0] == 'r' || p[0] == 'c') && p[1] == ' ') {
 			struct job *j = by_token(p + 2, head - 3);
 			if (j && p[0] == 'r')
@@ -563,8 +694,12 @@ int main(int argc, char **argv)
 			if (j->w4 >= 0 && j->out_len)
 				pjob[np] = j, pwhat[np] = FD4, pfd[np++] = (struct pollfd){ .fd = j->w4, .events = POLLOUT };
 		}
-		if (ppoll(pfd, np, NULL, &during_poll) <= 0)
-			continue; /* (a child ended: reaped above) */
+		long long wait = expire_held();
+		struct timespec until = { .tv_sec = wait / 1000, .tv_nsec = (wait % 1000) * 1000000 };
+		int ready = ppoll(pfd, np, wait < 0 ? NULL : &until, &during_poll);
+		expire_held();
+		if (ready <= 0)
+			continue; /* (a child ended: reaped above; or a deadline passed) */
 		/* not waiting for each exec: meanwhile the other jobs' exits and requests are seen to */
 		for (size_t i = 1; i < np; i++) {
 			struct job *j = pjob[i];

@@ -27,7 +27,7 @@ import { spawner } from './run/spawner.js';
 import type { JobOwner } from './run/owner.js';
 import { ownerOf } from './run/privileges.js';
 import { Protocol } from './run/protocol/index.js';
-import { Starter } from './run/starter.js';
+import { STANDBY_WAIT_MS, Starter } from './run/starter.js';
 import { Admission } from './schedule/admission.js';
 import { Holds, LoadModel } from './schedule/barrier.js';
 import { GroupSettingsFiles } from './schedule/group-settings.js';
@@ -44,6 +44,7 @@ import { Scanner, type Polled } from './spool/scan.js';
 import { StateCheck } from './spool/state-check.js';
 import { Watcher, detectWatchMode, type WatchMode } from './spool/watch.js';
 import { errText } from './util/fsx.js';
+import { monotonicMs } from './util/monotonic.js';
 import type { Logger } from './util/log.js';
 import { VERSION } from './version.js';
 
@@ -165,7 +166,7 @@ export class Daemon {
       layout, node, version: VERSION, log, finisher: this.finisher, slots: this.slots,
       opts: { leaseMs: o.leaseMs, killGraceMs: o.killGraceMs, logFormat: o.logFormat, verbosity: o.verbosity },
       snapshot: (fenced) => ({
-        groups: o.groups ?? null, running: this.starter.running.size, queued: groups.queued(), jobs: o.jobs, lease_ms: o.leaseMs, holds: this.holds.list(),
+        groups: o.groups ?? null, running: this.starter.slotsTaken, queued: groups.queued(), jobs: o.jobs, lease_ms: o.leaseMs, holds: this.holds.list(),
         state: this.stopping ? 'stopping' : fenced ? 'fenced' : this.starter.running.size > 0 ? 'processing' : 'idle',
       }),
       keepUnarchived: (job, outcome) => this.completion.keepUnarchived(job, outcome),
@@ -309,17 +310,23 @@ export class Daemon {
     if (this.stopping || this.pumping || fenced || untrusted !== null) return;
     // nothing is claimed before the first scan has seen every queued job: the oldest goes first
     if (this.scanner.inProgress) return;
-    const running = this.starter.running;
     this.pumping = true;
     try {
-      while (this.opts.jobs === 0 || running.size < this.opts.jobs) {
+      for (;;) {
+        // a free slot; or, all taken by short jobs, a standby for one of them (run/starter.ts)
+        const free = this.opts.jobs === 0 || this.starter.slotsTaken < this.opts.jobs;
+        const after = free || this.opts.chaqum ? null : this.starter.standbySlot();
+        if (!free && after === null) break;
+        // (a standby never starts once the watchdog would no longer stop it: after the fencing time)
+        const deadlineMs = Math.min(monotonicMs() + STANDBY_WAIT_MS, this.fencing.fencingAtMs);
+        if (after !== null && deadlineMs <= monotonicMs()) break;
         const ticket = this.groups.next((g) => this.admission.admitted(g));
         if (!ticket) break;
         const c = ticket.group.queue.pop()!;
         this.scanner.forget(c);
         this.intake.claiming(c);
         const job = this.claimer.claim(c);
-        if (job) this.starter.start(job, ticket);
+        if (job) this.starter.start(job, ticket, after === null ? undefined : { after, deadlineMs });
         else ticket.release();
       }
     } finally {
@@ -332,7 +339,7 @@ export class Daemon {
     // paused groups are the operator's choice, not saturation
     const heldBack = this.groups.all().some((g) => !this.inbox.paused(g.name) && g.peek() !== undefined);
     if (heldBack) this.backlogBell?.ring();
-    this.hooks.update(this.groups.queued() + this.intake.unsteadyCount + this.intake.delayedCount, running.size + this.starter.notReadyCount, heldBack);
+    this.hooks.update(this.groups.queued() + this.intake.unsteadyCount + this.intake.delayedCount, this.starter.slotsTaken + this.starter.notReadyCount, heldBack);
     this.checkDrained();
   }
 
@@ -391,6 +398,7 @@ export class Daemon {
     this.protocol.close();
     this.intake.killSubs();
     this.starter.requeueNotReady();
+    this.starter.withdrawStandbys();
     this.admission.stop();
     const running = [...this.starter.running.values()];
     if (running.length > 0) {

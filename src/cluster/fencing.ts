@@ -97,6 +97,11 @@ export class Fencing {
   }
 
   /** The watchdog watches a job's process group; false if it watches too many already. */
+  /** When (monotonicMs) the watchdog fences this node unless a heartbeat succeeds first: no job may start after it. */
+  get fencingAtMs(): number {
+    return this.lastBeat + this.d.opts.leaseMs / 2;
+  }
+
   /** The job helper's pid (pmjq-spawn): its children are this node's jobs, watched or about to be. */
   helper(pid: number): void {
     this.helperPid = pid;

@@ -42,7 +42,9 @@ export type StartResult =
   | { ok: true }
   /** the file is still open for writing (ETXTBSY), or the helper could not start it (`reason`): not ready yet, not a failure */
   | { ok: false; busy: true; reason?: string }
-  | { ok: false; busy: false; error: string };
+  | { ok: false; busy: false; error: string; withdrawn?: undefined }
+  /** a standby that never started: its deadline passed first, or it was cancelled (kill) */
+  | { ok: false; busy: false; error: string; withdrawn: 'expired' | 'cancelled' };
 
 export interface JobEnd {
   exitCode: number | null;
@@ -57,6 +59,8 @@ export interface JobEnd {
 export class JobProcess {
   private pidValue: number | undefined;
   private running = false;
+  /** its name with the helper, and how to withdraw it while it is a standby */
+  private pipes: JobPipes | null = null;
   private channel: CommandChannel | null = null;
   /** chaqum mode: its stdout and stderr connections not yet at their end */
   private outputsOpen = 0;
@@ -84,15 +88,27 @@ export class JobProcess {
   /** its pid, which is also its process group's id; undefined until it has started */
   get pid(): number | undefined { return this.pidValue; }
 
-  start(): Promise<StartResult> {
+  /** why it was stopped before it could start (a kill asked for meanwhile), or null */
+  get killedBeforeStart(): Exclude<EndReason, 'exit'> | null { return this.pidValue === undefined ? this.pendingKill : null; }
+
+  /**
+   * Start it now, or, as a standby, the moment the job `after` ends
+   * (spawner.ts SpawnRequest.after) if that is before `deadlineMs`.
+   */
+  start(standby?: { after: JobProcess; deadlineMs: number }): Promise<StartResult> {
     const s = this.spec;
     return new Promise((resolve) => {
       try {
         const ids = s.runAs ? { uid: s.runAs.owner.uid, gid: s.runAs.owner.gid, groups: s.runAs.owner.groups } : undefined;
         this.started = new Date();
         if (s.onLine) this.outputsOpen = 2;
-        const pipes: JobPipes = spawner.spawn({ file: s.file, args: s.args, cwd: s.cwd, env: s.env, logPath: s.onLine ? null : s.logPath, ids }, {
+        const pipes: JobPipes = spawner.spawn({
+          file: s.file, args: s.args, cwd: s.cwd, env: s.env, logPath: s.onLine ? null : s.logPath, ids,
+          after: standby?.after.pipes?.token, deadlineMs: standby?.deadlineMs,
+        }, {
           started: (pid) => {
+            // (a standby waited for its slot: it starts now)
+            if (standby) this.started = new Date();
             this.pidValue = pid;
             this.running = true;
             // Node fires a timer of more than 2^31−1 ms (24.8 days) after 1 ms: longer timeouts wait that long
@@ -109,6 +125,10 @@ export class JobProcess {
               return;
             }
             this.resolveSettled();
+            if (errno === 0 && (step === 'expired' || step === 'cancelled')) {
+              resolve({ ok: false, busy: false, withdrawn: step, error: step === 'expired' ? 'its slot was not free in time' : 'withdrawn before it started' });
+              return;
+            }
             const code = errnoName(errno);
             // not the job's fault: tried again later (a helper that went away is started anew, a lost socket made anew)
             if (code === 'ETXTBSY' && step === 'exec') resolve({ ok: false, busy: true });
@@ -136,6 +156,7 @@ export class JobProcess {
             });
           },
         });
+        this.pipes = pipes;
       } catch (err) {
         this.resolveSettled();
         resolve({ ok: false, busy: false, error: (err as Error).message });
@@ -169,6 +190,8 @@ export class JobProcess {
     const pid = this.pidValue;
     if (pid === undefined) {
       this.pendingKill ??= reason;
+      // a standby still held by the helper does not start at all (any other start goes on, and is killed then)
+      this.pipes?.cancel();
       return;
     }
     if (!this.running) return;

@@ -27,7 +27,7 @@ import { MAX_UNREAD } from './channel.js';
 
 const HELPER = fileURLToPath(new URL('../../libexec/pmjq-spawn', import.meta.url));
 /** what the helper says after "ready": its requests and reports are these (libexec/pmjq-spawn.c PROTOCOL) */
-const HELPER_PROTOCOL = '2';
+const HELPER_PROTOCOL = '3';
 /** the first line of a connection: "TOKEN FD\n", well under this */
 const MAX_FIRST_LINE = 128;
 
@@ -40,6 +40,14 @@ export interface SpawnRequest {
   logPath: string | null;
   /** switch to these ids before the exec (the owner's, when pmjq is root) */
   ids?: { uid: number; gid: number; groups: number[] };
+  /**
+   * a standby: the token of the job whose slot it takes (JobPipes.token).
+   * The helper holds it and starts it the moment that job is reaped; until
+   * then `cancel()` withdraws it
+   */
+  after?: string;
+  /** monotonicMs() after which it is not started at all (failed, step "expired") */
+  deadlineMs?: number;
 }
 
 /** What the helper tells about one job. */
@@ -48,7 +56,9 @@ export interface SpawnEvents {
   /**
    * it did not start: errno and the step that failed (connect, pipe, fork, setsid,
    * log, dup2, chdir, setgid, setuid, exec); or, step "helper", the helper
-   * went away, before the start or after it (then the exit is not known)
+   * went away, before the start or after it (then the exit is not known);
+   * or, errno 0, a standby withdrawn: step "expired" (its deadline passed
+   * first) or "cancelled" (JobPipes.cancel)
    */
   failed(errno: number, step: string): void;
   /** the wait status of a started job, and whether its process group outlived it (then it is still there) */
@@ -63,8 +73,12 @@ export interface SpawnEvents {
   connected(fd: 1 | 2, socket: net.Socket): void;
 }
 
-/** A job's fd 3 and fd 4, from the daemon's side. */
+/** A job's fd 3 and fd 4, from the daemon's side (and its name with the helper). */
 export interface JobPipes {
+  /** what the helper calls it: a standby names its predecessor by this */
+  token: string;
+  /** a standby not started yet is not to start (failed, step "cancelled"); one started goes on */
+  cancel(): void;
   /** the next chunk of fd 3, when there is one */
   more(): void;
   /** bytes for fd 4 */
@@ -116,6 +130,7 @@ export class Spawner {
     const env = Object.entries(req.env).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${v}`);
     const argv = [req.file, ...req.args];
     const fields = [
+      req.after ?? '-', String(req.deadlineMs ?? 0),
       req.logPath === null ? this.socketPath() : '', token, req.logPath ?? '', req.logPath === null ? 'lines' : 'log', req.cwd,
       req.ids ? String(req.ids.uid) : '-', req.ids ? String(req.ids.gid) : '-', req.ids ? req.ids.groups.join(',') : '-',
       String(argv.length), ...argv, String(env.length), ...env,
@@ -130,6 +145,8 @@ export class Spawner {
     // (to the helper that started it: a new helper has never heard of it)
     const say = (m: Buffer | string): void => { if (this.helper === helper) helper.stdin!.write(m); };
     return {
+      token,
+      cancel: () => say(`x ${token}\n`),
       more: () => say(`r ${token}\n`),
       answer: (data) => say(Buffer.concat([Buffer.from(`w ${token} ${data.length}\n`), data])),
       close: () => say(`c ${token}\n`),

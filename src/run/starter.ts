@@ -3,6 +3,15 @@
 // node. A file not ready yet — still open for writing (ETXTBSY), or with a
 // second name (a hard link) — is not a failure: it is started again later,
 // backing off, holding on to its admission ticket meanwhile.
+//
+// Standbys: while jobs end within STANDBY_QUICK_MS, the next job of a busy
+// slot is claimed ahead and handed to the job helper, which starts it the
+// moment the slot's job is reaped, without waiting for this thread to hear
+// of the end (for short jobs that round trip was most of a slot's time). It
+// takes no slot until then. One not started within STANDBY_WAIT_MS (the job
+// before it ran longer after all), or by the node's fencing time, goes back
+// to the retry area for any node to run: a job is never held long behind
+// another, nor started once the watchdog no longer covers this node.
 
 import path from 'node:path';
 import type { ClaimedJob } from '../spool/claim.js';
@@ -19,12 +28,20 @@ import type { Protocol } from './protocol/index.js';
 
 /** a claimed file with a second name waits this many not-ready rounds (50 ms doubling: 6 s) for it to go, then is rejected */
 const LINK_WAIT_TRIES = 7;
+/** jobs that ran less than this (the last one to end, and the one in the slot so far) get a standby */
+export const STANDBY_QUICK_MS = 20;
+/** a standby not started by then goes back */
+export const STANDBY_WAIT_MS = 100;
 
 export interface Running {
   job: ClaimedJob;
   proc: JobProcess;
   /** its admission: the group it counts in, the cluster slot it holds */
   ticket: Ticket;
+  /** a standby: the job whose slot it takes when that one ends (it takes none until then) */
+  after: Running | null;
+  /** its standby, if it has one */
+  next: Running | null;
 }
 
 /** A claimed job whose file is not ready yet: started again when `timer` fires. */
@@ -69,13 +86,39 @@ export class Starter {
   private readonly notReady = new Map<string, NotReady>();
   /** not-ready rounds so far per job: each is a new start, the count must outlive it */
   private readonly notReadyTries = new Map<string, number>();
+  /** how many of `running` are standbys */
+  private standbys = 0;
+  /** how long the last job to end ran (ms) */
+  private lastRunMs = Infinity;
 
   constructor(private readonly d: StarterDeps) {}
 
   /** claimed jobs waiting for their file to be ready */
   get notReadyCount(): number { return this.notReady.size; }
 
-  start(job: ClaimedJob, ticket: Ticket): void {
+  /** the slots taken: running jobs but standbys */
+  get slotsTaken(): number { return this.running.size - this.standbys; }
+
+  /**
+   * A running job that would take a standby now, or null: it has none, has
+   * run under STANDBY_QUICK_MS so far, and so did the last job to end here.
+   */
+  standbySlot(): Running | null {
+    if (this.lastRunMs >= STANDBY_QUICK_MS) return null;
+    const now = Date.now();
+    for (const r of this.running.values()) {
+      if (r.after === null && r.next === null && now - r.proc.started.getTime() < STANDBY_QUICK_MS) return r;
+    }
+    return null;
+  }
+
+  /** Stopping: the standbys do not start. */
+  withdrawStandbys(): void {
+    for (const r of this.running.values()) if (r.after !== null) r.proc.kill('interrupted');
+  }
+
+  /** Start a claimed job now, or as the standby of `standby.after` (by `standby.deadlineMs`, monotonic). */
+  start(job: ClaimedJob, ticket: Ticket, standby?: { after: Running; deadlineMs: number }): void {
     const { d } = this;
     const m = job.meta;
     if (job.links > 1 && (job.links = linkCount(job)) > 1) {
@@ -105,13 +148,27 @@ export class Starter {
     });
     // it counts as running from now: its process starts in the helper, and
     // kills or a stop meanwhile apply as soon as it is there
-    const running = { job, proc, ticket };
+    const running: Running = { job, proc, ticket, after: standby?.after ?? null, next: null };
     this.running.set(job.id, running);
+    if (standby) {
+      standby.after.next = running;
+      this.standbys++;
+      d.log.debug('standby', { id: job.id, name: m.name, after: standby.after.job.id });
+    }
     ticket.group.running++;
     d.load.jobStarted(job.id);
     d.protocol.jobStarted(job.id);
-    void proc.start().then((r) => this.startResult(running, r));
+    void proc.start(standby && { after: standby.after.proc, deadlineMs: standby.deadlineMs }).then((r) => this.startResult(running, r));
     d.requested();
+  }
+
+  /** `r` left its slot (it ended, or never started): its standby, if any, has it now (the helper starts it). */
+  private handOver(r: Running): void {
+    const next = r.next;
+    r.next = null;
+    if (next === null) return;
+    next.after = null;
+    this.standbys--;
   }
 
   private startResult(running: Running, r: StartResult): void {
@@ -132,6 +189,24 @@ export class Starter {
     this.running.delete(job.id);
     ticket.group.running--;
     d.load.jobEnded(job.id);
+    this.handOver(running);
+    if (running.after !== null) {
+      // withdrawn while still a standby
+      running.after.next = null;
+      running.after = null;
+      this.standbys--;
+    }
+    if (!r.busy && r.withdrawn !== undefined) {
+      ticket.release();
+      if (proc.killedBeforeStart === 'killed') {
+        d.conclude(job, { status: 'killed', exitCode: null, signal: null, started: null, finished: new Date(), error: 'killed before it started' }, ticket);
+      } else {
+        d.log.info('standby-returned', { id: job.id, name: m.name, group: m.group, reason: r.error });
+        this.requeue(job, r.withdrawn === 'expired' ? `not started: ${r.error} (${STANDBY_WAIT_MS} ms)` : 'not started: pmjq stopped');
+      }
+      d.changed();
+      return;
+    }
     if (r.busy && !d.stopping()) {
       this.waitReady(job, ticket, r.reason);
       return;
@@ -199,6 +274,8 @@ export class Starter {
     r.ticket.group.running--;
     this.d.load.jobEnded(id);
     this.notReadyTries.delete(id);
+    this.handOver(r);
+    this.lastRunMs = end.finished.getTime() - end.started.getTime();
     this.d.exited(r.job, r.ticket, end, stopped);
     // not a scheduling pass now: spawning the next job from inside a child's
     // exit handling starves libuv's timers (measured: 38 s late after 10 s of
@@ -230,10 +307,10 @@ export class Starter {
     this.notReady.set(job.id, { job, ticket, timer });
   }
 
-  private requeue(job: ClaimedJob): void {
+  private requeue(job: ClaimedJob, why = 'not started: file still being written'): void {
     // it never ran: the attempt it used is given back
     job.meta.attempt--;
     this.notReadyTries.delete(job.id);
-    this.d.requeue(job, 'not started: file still being written');
+    this.d.requeue(job, why);
   }
 }

@@ -121,10 +121,11 @@ export class Completion {
     });
   }
 
-  /** A not-started job goes back to the queue (stopping). */
+  /** A not-started job goes back to the queue (stopping, or a standby not started in time): for any node to run. */
   requeueUnstarted(job: ClaimedJob, why: string): void {
     try {
-      this.d.finisher.requeue(job, Date.now(), why, null);
+      const r = this.d.finisher.requeue(job, Date.now(), why, null);
+      this.d.retryWritten(r.entry, 0, r.meta);
     } catch (err) {
       this.d.log.error('requeue-failed', { id: job.id, error: errText(err) });
     }
