@@ -6,7 +6,8 @@
 //   queue     schedule/groups.ts   queues candidates, oldest first, groups taking turns
 //   admit     schedule/admission.ts  pause, load, CPU, max and cluster_max: a ticket, or a hold
 //   claim     spool/claimer.ts     moves a candidate into this node's claimed area (one rename)
-//   launch    run/starter.ts       starts it as its owner (run/launch.ts), keeps it while it runs
+//   launch    run/starter.ts       starts it as its owner (run/launch.ts), keeps it while it runs;
+//                                  behind a short job, its slot's next one waits in the job helper (a standby)
 //   complete  spool/completion.ts  decides what its end means: retry, requeue or archive
 //   archive   spool/finish.ts      links it into the archive (or errors) with its log and record; history
 //
@@ -313,20 +314,21 @@ export class Daemon {
     this.pumping = true;
     try {
       for (;;) {
-        // a free slot; or, all taken by short jobs, a standby for one of them (run/starter.ts)
+        // a free slot; or, all taken by short jobs, a standby for one of them
+        // (run/starter.ts; not in chaqum, whose jobs mostly wait on each other)
         const free = this.opts.jobs === 0 || this.starter.slotsTaken < this.opts.jobs;
         const after = free || this.opts.chaqum ? null : this.starter.standbySlot();
         if (!free && after === null) break;
-        // (a standby never starts once the watchdog would no longer stop it: after the fencing time)
-        const deadlineMs = Math.min(monotonicMs() + STANDBY_WAIT_MS, this.fencing.fencingAtMs);
-        if (after !== null && deadlineMs <= monotonicMs()) break;
+        // a standby starts by its deadline or not at all, and never once the watchdog no longer covers this node
+        const standby = after === null ? undefined : { after, deadlineMs: Math.min(monotonicMs() + STANDBY_WAIT_MS, this.fencing.fencingAtMs) };
+        if (standby && standby.deadlineMs <= monotonicMs()) break;
         const ticket = this.groups.next((g) => this.admission.admitted(g));
         if (!ticket) break;
         const c = ticket.group.queue.pop()!;
         this.scanner.forget(c);
         this.intake.claiming(c);
         const job = this.claimer.claim(c);
-        if (job) this.starter.start(job, ticket, after === null ? undefined : { after, deadlineMs });
+        if (job) this.starter.start(job, ticket, standby);
         else ticket.release();
       }
     } finally {
