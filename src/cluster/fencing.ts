@@ -96,7 +96,6 @@ export class Fencing {
     this.heartbeat?.beatIfDue();
   }
 
-  /** The watchdog watches a job's process group; false if it watches too many already. */
   /** When (monotonicMs) the watchdog fences this node unless a heartbeat succeeds first: no job may start after it. */
   get fencingAtMs(): number {
     return this.lastBeat + this.d.opts.leaseMs / 2;
@@ -108,6 +107,7 @@ export class Fencing {
     this.watchdog?.helper(pid);
   }
 
+  /** The watchdog watches a job's process group; false if it watches too many already. */
   watch(pgid: number): boolean {
     return this.watchdog === null || this.watchdog.watch(pgid);
   }

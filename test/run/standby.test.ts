@@ -19,8 +19,17 @@ const monotonicMs = (): number => Number(process.hrtime.bigint() / 1_000_000n);
 /** The helper as the daemon runs it: requests in, reports out (in order, with their times). */
 function helper(t: TestLike, dir: string) {
   const p = spawn(HELPER, ['65536'], { stdio: ['pipe', 'pipe', 'inherit'], env: {} });
-  t.teardown(() => { p.stdin.end(); p.kill('SIGKILL'); });
   const reports: { line: string; at: number }[] = [];
+  t.teardown(() => {
+    p.stdin.end();
+    p.kill('SIGKILL');
+    // its jobs not reaped yet (each in its own process group), should a test end before them
+    const exited = new Set(reports.map((r) => /^exit (\S+) /.exec(r.line)?.[1]));
+    for (const r of reports) {
+      const m = /^started (\S+) (\d+)$/.exec(r.line);
+      if (m && !exited.has(m[1])) try { process.kill(-Number(m[2]), 'SIGKILL'); } catch { /* over */ }
+    }
+  });
   let buf = Buffer.alloc(0);
   p.stdout.on('data', (chunk: Buffer) => {
     buf = Buffer.concat([buf, chunk]);
