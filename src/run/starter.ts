@@ -199,7 +199,7 @@ export class Starter {
     if (!r.busy && r.withdrawn !== undefined) {
       ticket.release();
       if (proc.killedBeforeStart === 'killed') {
-        d.conclude(job, { status: 'killed', exitCode: null, signal: null, started: null, finished: new Date(), error: 'killed before it started' }, ticket);
+        d.conclude(job, notStarted('killed', 'killed before it started'), ticket);
       } else {
         d.log.info('standby-returned', { id: job.id, name: m.name, group: m.group, reason: r.error });
         this.requeue(job, r.withdrawn === 'expired' ? `not started: ${r.error} (${STANDBY_WAIT_MS} ms)` : 'not started: pmjq stopped');
@@ -220,7 +220,7 @@ export class Starter {
     }
     this.notReadyTries.delete(job.id);
     d.log.warn('job-start-failed', { id: job.id, name: m.name, group: m.group, error: r.error });
-    d.conclude(job, { status: 'failed', exitCode: null, signal: null, started: null, finished: new Date(), error: r.error }, ticket);
+    d.conclude(job, notStarted('failed', r.error), ticket);
     d.changed();
   }
 
@@ -246,7 +246,7 @@ export class Starter {
       clearTimeout(w.timer);
       this.notReady.delete(id);
       w.ticket.release();
-      this.d.conclude(w.job, { status: 'killed', exitCode: null, signal: null, started: null, finished: new Date(), error: 'killed before it started' }, w.ticket);
+      this.d.conclude(w.job, notStarted('killed', 'killed before it started'), w.ticket);
     }
   }
 
@@ -313,4 +313,9 @@ export class Starter {
     this.notReadyTries.delete(job.id);
     this.d.requeue(job, why);
   }
+}
+
+/** How a job ended that never started. */
+function notStarted(status: 'killed' | 'failed', error: string): Outcome {
+  return { status, exitCode: null, signal: null, started: null, finished: new Date(), error };
 }
